@@ -1,0 +1,63 @@
+"""Pure functional convolutional-sparse-coding ops (jax/numpy only).
+
+Dictionaries (``x ≈ A z``):
+  conv_analysis, conv_synthesis, conv_pair, code_hw, conv_padding,
+  dense_analysis, dense_synthesis, dense_pair, normalize_atoms, adjoint
+Proximal maps:
+  soft_threshold, nonneg_soft_threshold, elastic_net_prox
+Spectral norm:
+  power_iteration
+Lasso:
+  solve_lasso, ista, fista, sdnet_fista, lasso_objective, optimality_gap, momentum_coefficients
+"""
+
+from sdnet_jax.ops.dictionary import (
+    code_hw,
+    conv_analysis,
+    conv_padding,
+    conv_pair,
+    conv_synthesis,
+    dense_analysis,
+    dense_pair,
+    dense_synthesis,
+    normalize_atoms,
+)
+from sdnet_jax.ops.lasso import (
+    GRAD_MODES,
+    METHODS,
+    fista,
+    ista,
+    lasso_objective,
+    momentum_coefficients,
+    optimality_gap,
+    sdnet_fista,
+    solve_lasso,
+)
+from sdnet_jax.ops.prox import elastic_net_prox, nonneg_soft_threshold, soft_threshold
+from sdnet_jax.ops.spectral import adjoint, power_iteration
+
+__all__ = [
+    "GRAD_MODES",
+    "METHODS",
+    "adjoint",
+    "code_hw",
+    "conv_analysis",
+    "conv_padding",
+    "conv_pair",
+    "conv_synthesis",
+    "dense_analysis",
+    "dense_pair",
+    "dense_synthesis",
+    "elastic_net_prox",
+    "fista",
+    "ista",
+    "lasso_objective",
+    "momentum_coefficients",
+    "nonneg_soft_threshold",
+    "normalize_atoms",
+    "optimality_gap",
+    "power_iteration",
+    "sdnet_fista",
+    "soft_threshold",
+    "solve_lasso",
+]

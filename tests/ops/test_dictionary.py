@@ -1,0 +1,117 @@
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from sdnet_jax import ops
+from tests.ops.reference import conv_reference
+
+GRID = list(
+    itertools.product(
+        [(8, 8), (7, 9), (6, 5)],  # even, odd, mixed signal sizes
+        [1, 3, 4],  # kernel sizes (odd and even)
+        [1, 2],  # strides
+        ["SAME", "VALID", 1, ((0, 2), (1, 0))],  # paddings
+    )
+)
+
+
+def _kernel(k, cin=3, cout=5, seed=0):
+    return jax.random.normal(jax.random.key(seed), (k, k, cin, cout), jnp.float64)
+
+
+@pytest.mark.parametrize("hw,k,stride,padding", GRID)
+def test_conv_analysis_matches_loops(hw, k, stride, padding):
+    kernel = _kernel(k)
+    x = jax.random.normal(jax.random.key(1), (2, *hw, 3), jnp.float64)
+    pads = ops.conv_padding(padding, hw, (k, k), (stride, stride))
+    got = ops.conv_analysis(x, kernel, strides=stride, padding=padding)
+    np.testing.assert_allclose(got, conv_reference(x, kernel, stride, pads), rtol=1e-12, atol=1e-12)
+    assert got.shape[1:3] == ops.code_hw(hw, (k, k), stride, padding)
+
+
+@pytest.mark.parametrize("hw,k,stride,padding", GRID)
+def test_conv_pair_is_adjoint(hw, k, stride, padding):
+    kernel = _kernel(k)
+    analysis, synthesis = ops.conv_pair(kernel, signal_hw=hw, strides=stride, padding=padding)
+    x = jax.random.normal(jax.random.key(1), (2, *hw, 3), jnp.float64)
+    z = analysis(x)
+    y = jax.random.normal(jax.random.key(2), z.shape, jnp.float64)
+    ax = synthesis(y)
+    assert ax.shape == x.shape
+    lhs, rhs = jnp.vdot(z, y), jnp.vdot(x, ax)
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+    # and equal to the adjoint JAX derives by transposition
+    np.testing.assert_allclose(ax, ops.adjoint(analysis, x)(y), rtol=1e-12, atol=1e-12)
+
+
+def test_dense_pair_adjoint_and_reference():
+    d = jax.random.normal(jax.random.key(0), (6, 10), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (4, 6), jnp.float64)
+    y = jax.random.normal(jax.random.key(2), (4, 10), jnp.float64)
+    analysis, synthesis = ops.dense_pair(d)
+    np.testing.assert_allclose(analysis(x), np.asarray(x) @ np.asarray(d), rtol=1e-13)
+    assert abs(jnp.vdot(analysis(x), y) - jnp.vdot(x, synthesis(y))) < 1e-12
+
+
+def test_normalize_atoms():
+    for shape in [(3, 3, 4, 7), (12, 5)]:
+        w = 3.0 * jax.random.normal(jax.random.key(0), shape, jnp.float64)
+        n = ops.normalize_atoms(w)
+        norms = np.sqrt(np.sum(np.asarray(n) ** 2, axis=tuple(range(len(shape) - 1))))
+        np.testing.assert_allclose(norms, 1.0, rtol=1e-13)
+        np.testing.assert_allclose(ops.normalize_atoms(n), n, rtol=1e-13)  # a projection
+        # direction of each atom is kept
+        cos = np.sum(np.asarray(n) * np.asarray(w), axis=tuple(range(len(shape) - 1)))
+        assert np.all(cos > 0)
+    assert np.all(np.asarray(ops.normalize_atoms(jnp.zeros((2, 3)))) == 0)  # no NaN for zero atoms
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_grads(stride):
+    kernel = _kernel(3, 2, 3)
+    x = jax.random.normal(jax.random.key(1), (1, 5, 6, 2), jnp.float64)
+    z = ops.conv_analysis(x, kernel, strides=stride)
+    check_grads(lambda x, k: ops.conv_analysis(x, k, strides=stride), (x, kernel), order=2)
+    check_grads(
+        lambda z, k: ops.conv_synthesis(z, k, signal_hw=(5, 6), strides=stride),
+        (z, kernel),
+        order=2,
+    )
+
+
+def test_jit_and_vmap_match_eager():
+    kernel = _kernel(3)
+    x = jax.random.normal(jax.random.key(1), (4, 7, 7, 3), jnp.float64)
+    eager = ops.conv_analysis(x, kernel, strides=2)
+    jitted = jax.jit(lambda x, k: ops.conv_analysis(x, k, strides=2))(x, kernel)
+    mapped = jax.vmap(lambda xi: ops.conv_analysis(xi[None], kernel, strides=2)[0])(x)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12)
+    np.testing.assert_allclose(mapped, eager, rtol=1e-12)
+    z = eager
+    eager_s = ops.conv_synthesis(z, kernel, signal_hw=(7, 7), strides=2)
+    jit_s = jax.jit(lambda z: ops.conv_synthesis(z, kernel, signal_hw=(7, 7), strides=2))(z)
+    np.testing.assert_allclose(jit_s, eager_s, rtol=1e-12)
+
+
+def test_bad_input_is_a_clear_error():
+    kernel = _kernel(3, cin=3, cout=5)
+    with pytest.raises(ValueError, match="channels"):
+        ops.conv_analysis(jnp.zeros((1, 8, 8, 4)), kernel)
+    with pytest.raises(ValueError, match="rank 4"):
+        ops.conv_analysis(jnp.zeros((8, 8, 3)), kernel)
+    with pytest.raises(ValueError, match="rank 4"):
+        ops.conv_analysis(jnp.zeros((1, 8, 8, 3)), kernel[0])
+    with pytest.raises(ValueError, match="spatial size"):
+        ops.conv_synthesis(jnp.zeros((1, 5, 5, 5)), kernel, signal_hw=(8, 8), strides=2)
+    with pytest.raises(ValueError, match="strides"):
+        ops.conv_analysis(jnp.zeros((1, 8, 8, 3)), kernel, strides=0)
+    with pytest.raises(ValueError, match="padding"):
+        ops.conv_analysis(jnp.zeros((1, 8, 8, 3)), kernel, padding="CIRCLE")
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        ops.conv_analysis(jnp.zeros((1, 2, 2, 3)), kernel, padding="VALID")
+    with pytest.raises(ValueError, match="dictionary"):
+        ops.dense_analysis(jnp.zeros((2, 5)), jnp.zeros((6, 4)))

@@ -1,0 +1,189 @@
+"""``CSCConv``: a convolutional-sparse-coding layer that is a drop-in replacement for ``nn.Conv``.
+
+The layer's output is the sparse code of its input against a learned convolutional dictionary::
+
+    z = argmin_z λ‖z‖₁ + μ/2‖z‖² + ½‖x − A z‖²   (z ≥ 0 when nonneg)
+
+solved by ``num_iters`` unrolled iterations of :func:`sdnet_jax.ops.solve_lasso` with step
+``0.9 / L``, ``L = ‖A‖²``. With ``transpose=False`` ``Aᵀ`` is a convolution with the layer's
+dictionary (so the code has the resolution of an ``nn.Conv`` output); with ``transpose=True`` the
+operator pair is swapped — the synthesis ``A`` is the strided convolution, the code lives on the finer
+grid, and the layer is a *sparse deconvolution*, a drop-in replacement for ``nn.ConvTranspose``
+(CSC-CTRL's decoder).
+
+Variables:
+
+* ``params/dictionary``: shape ``(kh, kw, C_in, features)`` in both modes (``nn.Conv`` /
+  ``nn.ConvTranspose`` layout); atom ``o`` is ``dictionary[..., o]``, kept at unit ℓ2 norm:
+  initialised normalised, and :func:`project_dictionaries` must be applied to the parameters after
+  every optimizer update (projected SGD, as SDNet does).
+* ``power_iteration/u`` (signal-shaped ``(1, H, W, C_in)``) and ``power_iteration/lipschitz``:
+  the warm-started power-iteration state. Initialised with ``init_power_iters`` iterations; updated by
+  ``power_iters`` more per call when the collection is mutable (training); frozen otherwise
+  (evaluation is deterministic). Saved with checkpoints like ``batch_stats``.
+* ``csc_stats/recon_error`` and ``csc_stats/l1`` (per example ``‖x − A z‖²`` and ``‖z‖₁``): sown
+  only when the caller makes ``csc_stats`` mutable, so they cost nothing otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sdnet_jax import ops
+from sdnet_jax.ops._checks import check_rank, pair
+from sdnet_jax.ops.dictionary import Padding
+
+STATE = "power_iteration"
+STATS = "csc_stats"
+DICTIONARY = "dictionary"
+
+
+def normalized_init(base: Callable[..., jax.Array] | None = None) -> Callable[..., jax.Array]:
+    """Initializer that draws with ``base`` (default LeCun normal) and projects every atom (last
+    axis) to unit norm."""
+    base = base or nn.initializers.lecun_normal()
+
+    def init(key, shape, dtype=jnp.float32):
+        return ops.normalize_atoms(base(key, shape, dtype))
+
+    return init
+
+
+def project_dictionaries(params: Any) -> Any:
+    """Projects every CSC dictionary in a parameter tree onto unit-norm atoms.
+
+    The projection step of projected SGD: call it on the new parameters after every optimizer update
+    (``params = project_dictionaries(optax.apply_updates(params, updates))``). Leaves named
+    ``dictionary`` are CSC dictionaries; every other leaf is returned unchanged.
+    """
+
+    def project(path, leaf):
+        name = getattr(path[-1], "key", None) if path else None
+        return ops.normalize_atoms(leaf) if name == DICTIONARY else leaf
+
+    return jax.tree_util.tree_map_with_path(project, params)
+
+
+class CSCConv(nn.Module):
+    """Convolutional sparse coding layer (SDNet), NHWC in and out.
+
+    Attributes:
+      features: number of atoms (output channels).
+      kernel_size: int or pair.
+      strides: int or pair.
+      padding: ``'SAME'``, ``'VALID'``, int or explicit pairs (as ``nn.Conv``).
+      lam: sparsity weight λ (SDNet: 0.1); can be overridden per call (test-time λ).
+      num_iters: unrolled iterations (SDNet: 2).
+      method: ``'fista'`` (textbook, default), ``'ista'`` or ``'sdnet'`` (SDNet's variant).
+      nonneg: non-negative codes (SDNet's default).
+      mu: elastic-net weight.
+      grad: ``'unrolled'`` or ``'implicit'``.
+      transpose: swap the operator pair: a sparse deconvolution whose output is ``strides`` times
+        larger than its input (with ``'SAME'`` padding), like ``nn.ConvTranspose``.
+      power_iters: warm-started power iterations per training call.
+      init_power_iters: power iterations at initialisation.
+      step_scale: step size = ``step_scale / L`` (SDNet: 0.9).
+      dtype: computation dtype (``None``: the input's); the power iteration runs in float32.
+      param_dtype: dtype of the dictionary.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    lam: float = 0.1
+    num_iters: int = 2
+    method: str = "fista"
+    nonneg: bool = True
+    mu: float = 0.0
+    grad: str = "unrolled"
+    transpose: bool = False
+    power_iters: int = 2
+    init_power_iters: int = 50
+    step_scale: float = 0.9
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    dictionary_init: Callable[..., jax.Array] = normalized_init()
+
+    def _operators(self, dictionary: jax.Array, in_hw: tuple[int, int]):
+        """``(analysis, synthesis, out_hw)``: the pair mapping inputs (signal) to outputs (codes)."""
+        strides = pair("strides", self.strides)
+        kernel_hw = dictionary.shape[:2]
+        if not self.transpose:
+            out_hw = ops.code_hw(in_hw, kernel_hw, strides, self.padding)
+            analysis, synthesis = ops.conv_pair(
+                dictionary, signal_hw=in_hw, strides=strides, padding=self.padding
+            )
+            return analysis, synthesis, out_hw
+        # Sparse deconvolution: the synthesis is the strided conv from the fine code to the input.
+        out_hw = tuple(n * s for n, s in zip(in_hw, strides, strict=True))
+        if ops.code_hw(out_hw, kernel_hw, strides, self.padding) != tuple(in_hw):
+            raise ValueError(
+                f"transpose=True with padding {self.padding!r} cannot map {tuple(in_hw)} to "
+                f"{out_hw}; use padding='SAME'."
+            )
+        kernel = jnp.swapaxes(dictionary, 2, 3)  # (kh, kw, features, C_in): fine code -> input
+        fine, coarse = ops.conv_pair(
+            kernel, signal_hw=out_hw, strides=strides, padding=self.padding
+        )
+        return coarse, fine, out_hw
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, lam: float | jax.Array | None = None) -> jax.Array:
+        """Sparse code of ``x`` (``(N, H, W, C_in)``); ``lam`` overrides ``self.lam`` for this call."""
+        check_rank("x", x, 4, "N, H, W, C (NHWC)")
+        kernel_hw = pair("kernel_size", self.kernel_size)
+        in_hw = tuple(x.shape[1:3])
+        dictionary = self.param(
+            DICTIONARY,
+            self.dictionary_init,
+            (*kernel_hw, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+
+        # Step size from the warm-started power iteration, in float32, on the dictionary as stored.
+        analysis32, synthesis32, _ = self._operators(dictionary.astype(jnp.float32), in_hw)
+        signal_shape = (1, *in_hw, x.shape[-1])
+        u = self.variable(
+            STATE, "u", lambda: jax.random.normal(self.make_rng("params"), signal_shape)
+        )
+        lipschitz = self.variable(STATE, "lipschitz", lambda: jnp.ones((), jnp.float32))
+        if u.value.shape != signal_shape:
+            raise ValueError(
+                f"{self.name or 'CSCConv'} was initialised for inputs of spatial size "
+                f"{u.value.shape[1:3]} but is called on {in_hw}; its step size (power-iteration "
+                "state) is specific to the input size. Initialise the model at this size."
+            )
+        updating = self.is_initializing() or self.is_mutable_collection(STATE)
+        if updating:
+            iters = self.init_power_iters if self.is_initializing() else self.power_iters
+            lipschitz.value, u.value = ops.power_iteration(
+                analysis32, u.value, num_iters=iters, synthesis=synthesis32
+            )
+        step = self.step_scale / lipschitz.value
+
+        dtype = self.dtype or x.dtype
+        x = x.astype(dtype)
+        analysis, synthesis, _ = self._operators(dictionary.astype(dtype), in_hw)
+        z = ops.solve_lasso(
+            x,
+            analysis,
+            synthesis=synthesis,
+            lam=self.lam if lam is None else lam,
+            step=step,
+            num_iters=self.num_iters,
+            method=self.method,
+            nonneg=self.nonneg,
+            mu=self.mu,
+            grad=self.grad,
+        )
+        if self.is_mutable_collection(STATS) and not self.is_initializing():
+            residual = (x - synthesis(z)).astype(jnp.float32)
+            self.sow(STATS, "recon_error", jnp.sum(jnp.square(residual), axis=(1, 2, 3)))
+            self.sow(STATS, "l1", jnp.sum(jnp.abs(z.astype(jnp.float32)), axis=(1, 2, 3)))
+        return z

@@ -1,0 +1,1 @@
+"""Input pipelines (TFDS, the embedded default data set) and image corruptions."""

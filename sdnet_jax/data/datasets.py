@@ -1,0 +1,276 @@
+"""The supported data sets: their constants, and random-access readers of their raw splits.
+
+A reader ("source") is a sequence of examples ``{'image': uint8 (H, W, C), 'label': int, ...}``:
+
+* ``digits`` is embedded (scikit-learn's ``load_digits``), split here into ``train`` / ``test``;
+* every other data set is a TFDS data set read with ``tfds.data_source`` (array_record files,
+  random access, no TensorFlow). When its files are missing, :func:`open_splits` raises
+  :class:`DatasetNotFoundError` with the ``python -m sdnet_jax.data.prepare`` command that builds
+  them offline.
+
+The held-out validation split is carved from ``train`` by the input pipeline, not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+SUPPORTED = (
+    "digits",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "imagenet2012",
+    "cifar10_corrupted",
+)
+
+DIGITS_TEST_FRACTION = 0.2
+_DIGITS_SPLIT_SEED = 20240601
+_DIGITS_LEVELS = 16  # load_digits pixels are integers in [0, 16]
+
+
+class DatasetNotFoundError(ValueError):
+    """A TFDS data set's files are not in ``data_dir``; the message says how to prepare them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Constants of one data set.
+
+    Attributes:
+      num_classes: number of labels.
+      image_shape: ``(H, W, C)`` of the images the model sees (after the evaluation transform).
+      mean, std: per-channel normalisation constants on [0, 1] images.
+      train_split: split holding the training examples (the validation split is carved from it),
+        or ``None`` for evaluation-only data sets.
+      test_split: split used as the test set (ImageNet's labelled ``validation`` split).
+      resize_eval: whether images have varying sizes and go through the ImageNet evaluation
+        transform (shorter side to 256, centre crop 224).
+      manual_files: what ``--manual_dir`` must hold for ``python -m sdnet_jax.data.prepare``.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_split: str | None = "train"
+    test_split: str = "test"
+    resize_eval: bool = False
+    manual_files: str = ""
+
+
+_CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+SPECS: dict[str, DatasetSpec] = {
+    # Mean / std of the 1438 train-split images scaled to [0, 255] (checked by the tests).
+    "digits": DatasetSpec(10, (8, 8, 1), (0.3050,), (0.3755,)),
+    "fashion_mnist": DatasetSpec(
+        10,
+        (28, 28, 1),
+        (0.2860,),
+        (0.3530,),
+        manual_files=(
+            "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+            "and t10k-labels-idx1-ubyte.gz (gzipped or not; on Debian/Ubuntu `apt install "
+            "dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist)"
+        ),
+    ),
+    "cifar10": DatasetSpec(
+        10,
+        (32, 32, 3),
+        _CIFAR10_MEAN,
+        _CIFAR10_STD,
+        manual_files=(
+            "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/ folder), the CIFAR-10 "
+            "python version from https://www.cs.toronto.edu/~kriz/cifar.html"
+        ),
+    ),
+    "cifar100": DatasetSpec(
+        100,
+        (32, 32, 3),
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        manual_files=(
+            "cifar-100-python.tar.gz (or its extracted cifar-100-python/ folder), the CIFAR-100 "
+            "python version from https://www.cs.toronto.edu/~kriz/cifar.html"
+        ),
+    ),
+    "imagenet2012": DatasetSpec(
+        1000,
+        (224, 224, 3),
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        test_split="validation",
+        resize_eval=True,
+        manual_files=(
+            "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from https://image-net.org "
+            "(the validation labels ship with tensorflow-datasets)"
+        ),
+    ),
+    "cifar10_corrupted": DatasetSpec(
+        10,
+        (32, 32, 3),
+        _CIFAR10_MEAN,
+        _CIFAR10_STD,
+        train_split=None,
+        manual_files=(
+            "CIFAR-10-C.tar (or its extracted CIFAR-10-C/ folder: <corruption>.npy and "
+            "labels.npy) from https://zenodo.org/record/2535967"
+        ),
+    ),
+}
+
+
+class Source(Protocol):
+    """Random access to the examples of one split."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The opened raw splits of a data set (``train`` is ``None`` for evaluation-only sets)."""
+
+    name: str
+    spec: DatasetSpec
+    train: Source | None
+    test: Source
+
+
+def parse_name(name: str) -> tuple[str, str | None]:
+    """``'cifar10_corrupted/gaussian_noise_3'`` → ``('cifar10_corrupted', 'gaussian_noise_3')``.
+
+    Raises ``ValueError`` for names outside :data:`SUPPORTED` and for unknown configs.
+    """
+    base, _, config = name.partition("/")
+    if base not in SUPPORTED:
+        raise ValueError(f"unknown data set {name!r}; supported: {', '.join(SUPPORTED)}")
+    if not config:
+        return base, None
+    if base != "cifar10_corrupted":
+        raise ValueError(f"data set {base!r} has no configs (got {name!r})")
+    configs = tfds_configs(base)
+    if config not in configs:
+        raise ValueError(
+            f"unknown config {config!r} of {base!r}; one of: {', '.join(configs)} "
+            "(corruption_severity, severity in 1..5)"
+        )
+    return base, config
+
+
+def tfds_configs(base: str) -> tuple[str, ...]:
+    """Names of the TFDS builder configs of ``base`` (empty when it has none)."""
+    return tuple(config.name for config in tfds.builder_cls(base).BUILDER_CONFIGS)
+
+
+def tfds_version(base: str) -> str:
+    """The version TFDS's registered builder reads (and :mod:`.prepare` writes)."""
+    return str(tfds.builder_cls(base).VERSION)
+
+
+def resolved_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
+    """``data_dir``, or TFDS's default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``)."""
+    if data_dir is not None:
+        return os.fspath(data_dir)
+    return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def prepare_command(name: str, data_dir: str) -> str:
+    """The command line that builds ``name`` into ``data_dir``."""
+    return f"python -m sdnet_jax.data.prepare {name} --manual_dir=DIR --data_dir={data_dir}"
+
+
+def _not_found_message(name: str, split: str, data_dir: str, error: Exception) -> str:
+    base, config = parse_name(name)
+    if base == "cifar10_corrupted" and config is None:
+        config = tfds_configs(base)[0]  # TFDS's default config
+    subdir = os.path.join(data_dir, base, *([config] if config else []), tfds_version(base))
+    return (
+        f"data set {name!r} (split {split!r}) is not prepared in data_dir {data_dir!r}: "
+        f"expected TFDS array_record files under {subdir}/.\n"
+        f"Prepare it offline (no download, no TensorFlow needed) with\n"
+        f"    {prepare_command(name, data_dir)}\n"
+        f"where DIR holds {SPECS[base].manual_files}.\n"
+        f"(TFDS said: {type(error).__name__}: {error})"
+    )
+
+
+def open_tfds_split(name: str, split: str, data_dir: str | os.PathLike[str] | None) -> Source:
+    """``tfds.data_source(name, split=split, data_dir=data_dir, download=False)``.
+
+    Opening reads only the metadata (no example, nothing compiled); a data set that is missing,
+    or was prepared in a format without random access (tfrecord), raises
+    :class:`DatasetNotFoundError` saying how to prepare it.
+    """
+    parse_name(name)
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as error:  # TFDS raises several types (NotImplementedError, KeyError, ...)
+        message = _not_found_message(name, split, resolved_data_dir(data_dir), error)
+        raise DatasetNotFoundError(message) from error
+
+
+class ArraySource:
+    """A :class:`Source` over in-memory arrays."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = np.array(images)
+        self.labels = np.array(labels)
+        self.images.flags.writeable = False
+        self.labels.flags.writeable = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]:
+        return {"image": self.images[index], "label": int(self.labels[index])}
+
+
+@functools.cache
+def digits_splits() -> tuple[ArraySource, ArraySource]:
+    """The embedded data set: scikit-learn's 1797 8×8 digits as uint8 images in [0, 255].
+
+    A fixed seeded shuffle puts the last ``DIGITS_TEST_FRACTION`` (359 images) in ``test`` and
+    the first 1438 in ``train``. Returns ``(train, test)``.
+    """
+    from sklearn.datasets import load_digits  # slow import, only needed here
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / _DIGITS_LEVELS)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(np.random.SeedSequence(_DIGITS_SPLIT_SEED)).permutation(
+        len(labels)
+    )
+    num_train = len(labels) - round(DIGITS_TEST_FRACTION * len(labels))
+    train, test = order[:num_train], order[num_train:]
+    return ArraySource(images[train], labels[train]), ArraySource(images[test], labels[test])
+
+
+def open_splits(name: str, data_dir: str | os.PathLike[str] | None) -> Splits:
+    """Opens the raw train (if any) and test splits of ``name`` (``'base'`` or ``'base/config'``)."""
+    base, _ = parse_name(name)
+    spec = SPECS[base]
+    if base == "digits":
+        train, test = digits_splits()
+        return Splits(name, spec, train, test)
+    train = None if spec.train_split is None else open_tfds_split(name, spec.train_split, data_dir)
+    test = open_tfds_split(name, spec.test_split, data_dir)
+    return Splits(name, spec, train, test)
+
+
+def read_examples(source: Source, indices: Sequence[int] | np.ndarray) -> list[Mapping[str, Any]]:
+    """``[source[i] for i in indices]`` (one read per example; TFDS's mocked sources lack a working
+    ``__getitems__``)."""
+    return [source[int(i)] for i in indices]

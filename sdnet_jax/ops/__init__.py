@@ -9,6 +9,9 @@ Spectral norm:
   power_iteration
 Lasso:
   solve_lasso, ista, fista, sdnet_fista, lasso_objective, optimality_gap, momentum_coefficients
+Rate reduction (MCR², CTRL):
+  coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms,
+  ctrl_multiclass_objective, ctrl_binary_objective, ctrl_unsupervised_objective, PAIRWISE_DISTANCES
 """
 
 from sdnet_jax.ops.dictionary import (
@@ -34,17 +37,35 @@ from sdnet_jax.ops.lasso import (
     solve_lasso,
 )
 from sdnet_jax.ops.prox import elastic_net_prox, nonneg_soft_threshold, soft_threshold
+from sdnet_jax.ops.rates import (
+    PAIRWISE_DISTANCES,
+    class_coding_rate,
+    coding_rate,
+    ctrl_binary_objective,
+    ctrl_multiclass_objective,
+    ctrl_terms,
+    ctrl_unsupervised_objective,
+    pairwise_rate_reduction,
+    rate_reduction,
+)
 from sdnet_jax.ops.spectral import adjoint, power_iteration
 
 __all__ = [
     "GRAD_MODES",
     "METHODS",
+    "PAIRWISE_DISTANCES",
     "adjoint",
+    "class_coding_rate",
     "code_hw",
+    "coding_rate",
     "conv_analysis",
     "conv_padding",
     "conv_pair",
     "conv_synthesis",
+    "ctrl_binary_objective",
+    "ctrl_multiclass_objective",
+    "ctrl_terms",
+    "ctrl_unsupervised_objective",
     "dense_analysis",
     "dense_pair",
     "dense_synthesis",
@@ -56,7 +77,9 @@ __all__ = [
     "nonneg_soft_threshold",
     "normalize_atoms",
     "optimality_gap",
+    "pairwise_rate_reduction",
     "power_iteration",
+    "rate_reduction",
     "sdnet_fista",
     "soft_threshold",
     "solve_lasso",

@@ -1,27 +1,29 @@
-"""Flax modules: the CSC layer, and the ResNet / SDNet classifiers with a name registry."""
+"""Flax modules: the CSC layer, the ResNet / SDNet classifiers with a name registry, and the
+CSC-CTRL / DCGAN-style encoder-decoder pairs (``get_ctrl_models``)."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import flax.linen as nn
 
 from sdnet_jax.models import resnet
-from sdnet_jax.models.csc import CSCConv, normalized_init, project_dictionaries
-from sdnet_jax.models.resnet import BasicBlock, ResNet
-
-CSC_OPTIONS = (
-    "lam",
-    "num_iters",
-    "method",
-    "nonneg",
-    "mu",
-    "grad",
-    "power_iters",
-    "init_power_iters",
-    "step_scale",
+from sdnet_jax.models.csc import (
+    CSC_OPTIONS,
+    CSCConv,
+    csc_layer,
+    normalized_init,
+    project_dictionaries,
 )
+from sdnet_jax.models.ctrl import (
+    CTRL_MODELS,
+    CSCDecoder,
+    CSCEncoder,
+    DCGANDecoder,
+    DCGANEncoder,
+    get_ctrl_models,
+)
+from sdnet_jax.models.resnet import BasicBlock, ResNet
 
 MODELS = {
     "resnet18": resnet.ResNet18,
@@ -52,19 +54,22 @@ def get_model(
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}.")
-    csc = dict(csc or {})
-    unknown = sorted(set(csc) - set(CSC_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown CSC option(s) {unknown}; valid: {list(CSC_OPTIONS)}.")
-    return MODELS[name](num_classes=num_classes, stem=stem, csc=partial(CSCConv, **csc), **kw)
+    return MODELS[name](num_classes=num_classes, stem=stem, csc=csc_layer(csc), **kw)
 
 
 __all__ = [
     "CSC_OPTIONS",
+    "CTRL_MODELS",
     "MODELS",
     "BasicBlock",
     "CSCConv",
+    "CSCDecoder",
+    "CSCEncoder",
+    "DCGANDecoder",
+    "DCGANEncoder",
     "ResNet",
+    "csc_layer",
+    "get_ctrl_models",
     "get_model",
     "normalized_init",
     "project_dictionaries",

@@ -28,6 +28,7 @@ Variables:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -38,6 +39,17 @@ from sdnet_jax import ops
 from sdnet_jax.ops._checks import check_rank, pair
 from sdnet_jax.ops.dictionary import Padding
 
+CSC_OPTIONS = (
+    "lam",
+    "num_iters",
+    "method",
+    "nonneg",
+    "mu",
+    "grad",
+    "power_iters",
+    "init_power_iters",
+    "step_scale",
+)
 STATE = "power_iteration"
 STATS = "csc_stats"
 DICTIONARY = "dictionary"
@@ -52,6 +64,19 @@ def normalized_init(base: Callable[..., jax.Array] | None = None) -> Callable[..
         return ops.normalize_atoms(base(key, shape, dtype))
 
     return init
+
+
+def csc_layer(options: dict[str, Any] | None = None) -> Callable[..., nn.Module]:
+    """``functools.partial(CSCConv, **options)`` after checking the option names.
+
+    Raises:
+      ValueError: for an option not in ``CSC_OPTIONS``, naming the valid ones.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(CSC_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown CSC option(s) {unknown}; valid: {list(CSC_OPTIONS)}.")
+    return partial(CSCConv, **options)
 
 
 def project_dictionaries(params: Any) -> Any:

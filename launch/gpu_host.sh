@@ -2,9 +2,6 @@
 # One host with all its GPUs: one JAX process that sees every local GPU.
 set -euo pipefail
 
-PROG=$(basename "$0")
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
 usage() {
   cat <<EOF
 Usage: $PROG --workdir DIR [options] [-- ENTRYPOINT_ARGS...]
@@ -37,52 +34,28 @@ Examples:
 EOF
 }
 
-die() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for usage." >&2; exit 2; }
-need_value() { [[ $# -ge 2 && -n "$2" ]] || die "argument $1 needs a value"; }
-# quote one word for a POSIX shell (as-is when it is plainly safe, else in single quotes)
-shq() { if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"; else printf "'%s'" "${1//\'/\'\\\'\'}"; fi; }
-shjoin() { local a sep=""; for a in "$@"; do printf '%s%s' "$sep" "$(shq "$a")"; sep=" "; done; }
+_self=${BASH_SOURCE[0]}  # follow symlinks to this file's real directory, which has _common.sh
+while [[ -L $_self ]]; do _to=$(readlink "$_self"); [[ $_to == /* ]] || _to=$(dirname "$_self")/$_to; _self=$_to; done
+# shellcheck source-path=SCRIPTDIR source=_common.sh
+source "$(dirname "$_self")/_common.sh" || exit 2  # PROG, REPO_ROOT, die, shq, common_opt, ...
 
-WORKDIR="" MODULE="sdnet_jax.main" CONFIG="" GPUS="" PYTHON_BIN="" LOG_FILE="" DRY_RUN=0
-ENTRY_ARGS=()
+# (WORKDIR MODULE CONFIG PYTHON_BIN DRY_RUN ENTRY_ARGS: set in _common.sh)
+GPUS="" LOG_FILE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --module) need_value "$@"; MODULE=$2; shift 2 ;;
-    --module=*) MODULE=${1#*=}; shift ;;
-    --config) need_value "$@"; CONFIG=$2; shift 2 ;;
-    --config=*) CONFIG=${1#*=}; shift ;;
     --gpus) need_value "$@"; GPUS=$2; shift 2 ;;
     --gpus=*) GPUS=${1#*=}; shift ;;
-    --python) need_value "$@"; PYTHON_BIN=$2; shift 2 ;;
-    --python=*) PYTHON_BIN=${1#*=}; shift ;;
     --log-file) need_value "$@"; LOG_FILE=$2; shift 2 ;;
     --log-file=*) LOG_FILE=${1#*=}; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --) shift; ENTRY_ARGS=("$@"); break ;;
-    *) die "unknown argument '$1' (entrypoint arguments go after '--')" ;;
+    *) common_opt "$@"; shift "$OPT_SHIFT" ;;  # --workdir --module --config --python --dry-run --help --
   esac
 done
 
 [[ -n "$WORKDIR" ]] || die "missing required argument --workdir"
-[[ "$MODULE" =~ ^[A-Za-z_][A-Za-z0-9_.]*$ ]] || die "--module must be a Python module name, got '$MODULE'"
-has_config=0
-[[ -n "$CONFIG" ]] && has_config=1
-for a in ${ENTRY_ARGS[@]+"${ENTRY_ARGS[@]}"}; do
-  [[ "$a" == --config=* || "$a" == --config ]] && has_config=1
-done
-if [[ "$MODULE" == "sdnet_jax.main" && $has_config -eq 0 ]]; then
-  die "missing required argument --config (give --config PATH, or --config=PATH after '--')"
-fi
+check_module
+check_config
 
-if [[ -z "$PYTHON_BIN" ]]; then
-  if [[ -n "${PYTHON:-}" ]]; then PYTHON_BIN=$PYTHON
-  elif [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON_BIN="$REPO_ROOT/.venv/bin/python"
-  else PYTHON_BIN=python3
-  fi
-fi
+default_python
 
 CMD=("$PYTHON_BIN" -m "$MODULE" "--workdir=$WORKDIR")
 [[ -n "$CONFIG" ]] && CMD+=("--config=$CONFIG")

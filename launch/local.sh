@@ -3,9 +3,6 @@
 # TPU pod slice or a GPU cluster (jax.distributed.initialize + cross-process collectives).
 set -uo pipefail
 
-PROG=$(basename "$0")
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
 usage() {
   cat <<EOF
 Usage: $PROG --num-processes N --workdir DIR [options] [-- ENTRYPOINT_ARGS...]
@@ -44,43 +41,30 @@ Examples:
 EOF
 }
 
-die() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for usage." >&2; exit 2; }
-need_value() { [[ $# -ge 2 && -n "$2" ]] || die "argument $1 needs a value"; }
-# quote one word for a POSIX shell (as-is when it is plainly safe, else in single quotes)
-shq() { if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"; else printf "'%s'" "${1//\'/\'\\\'\'}"; fi; }
-shjoin() { local a sep=""; for a in "$@"; do printf '%s%s' "$sep" "$(shq "$a")"; sep=" "; done; }
+_self=${BASH_SOURCE[0]}  # follow symlinks to this file's real directory, which has _common.sh
+while [[ -L $_self ]]; do _to=$(readlink "$_self"); [[ $_to == /* ]] || _to=$(dirname "$_self")/$_to; _self=$_to; done
+# shellcheck source-path=SCRIPTDIR source=_common.sh
+source "$(dirname "$_self")/_common.sh" || exit 2  # PROG, REPO_ROOT, die, shq, common_opt, ...
 
-NUM_PROCESSES="" WORKDIR="" MODULE="sdnet_jax.main" CONFIG="" DEVICES_PER_PROCESS=""
-PORT="" LOG_DIR="" PYTHON_BIN="" TIMEOUT=0 KILL_GRACE=5 SHOW_LOGS=0 DRY_RUN=0
-ENTRY_ARGS=()
+# (WORKDIR MODULE CONFIG PYTHON_BIN DRY_RUN ENTRY_ARGS: set in _common.sh)
+NUM_PROCESSES="" DEVICES_PER_PROCESS="" PORT="" LOG_DIR="" TIMEOUT=0 KILL_GRACE=5 SHOW_LOGS=0
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
     --num-processes) need_value "$@"; NUM_PROCESSES=$2; shift 2 ;;
     --num-processes=*) NUM_PROCESSES=${1#*=}; shift ;;
-    --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --module) need_value "$@"; MODULE=$2; shift 2 ;;
-    --module=*) MODULE=${1#*=}; shift ;;
-    --config) need_value "$@"; CONFIG=$2; shift 2 ;;
-    --config=*) CONFIG=${1#*=}; shift ;;
     --devices-per-process) need_value "$@"; DEVICES_PER_PROCESS=$2; shift 2 ;;
     --devices-per-process=*) DEVICES_PER_PROCESS=${1#*=}; shift ;;
     --port) need_value "$@"; PORT=$2; shift 2 ;;
     --port=*) PORT=${1#*=}; shift ;;
     --log-dir) need_value "$@"; LOG_DIR=$2; shift 2 ;;
     --log-dir=*) LOG_DIR=${1#*=}; shift ;;
-    --python) need_value "$@"; PYTHON_BIN=$2; shift 2 ;;
-    --python=*) PYTHON_BIN=${1#*=}; shift ;;
     --timeout) need_value "$@"; TIMEOUT=$2; shift 2 ;;
     --timeout=*) TIMEOUT=${1#*=}; shift ;;
     --kill-grace) need_value "$@"; KILL_GRACE=$2; shift 2 ;;
     --kill-grace=*) KILL_GRACE=${1#*=}; shift ;;
     --show-logs) SHOW_LOGS=1; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --) shift; ENTRY_ARGS=("$@"); break ;;
-    *) die "unknown argument '$1' (entrypoint arguments go after '--')" ;;
+    *) common_opt "$@"; shift "$OPT_SHIFT" ;;  # --workdir --module --config --python --dry-run --help --
   esac
 done
 
@@ -92,28 +76,16 @@ done
 [[ -z "$PORT" || "$PORT" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$PORT'"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a whole number of seconds, got '$TIMEOUT'"
 [[ "$KILL_GRACE" =~ ^[0-9]+$ ]] || die "--kill-grace must be a whole number of seconds, got '$KILL_GRACE'"
-[[ "$MODULE" =~ ^[A-Za-z_][A-Za-z0-9_.]*$ ]] || die "--module must be a Python module name, got '$MODULE'"
+check_module
 
-has_config=0
-[[ -n "$CONFIG" ]] && has_config=1
-for a in ${ENTRY_ARGS[@]+"${ENTRY_ARGS[@]}"}; do
-  [[ "$a" == --config=* || "$a" == --config ]] && has_config=1
-done
-if [[ "$MODULE" == "sdnet_jax.main" && $has_config -eq 0 ]]; then
-  die "missing required argument --config (give --config PATH, or --config=PATH after '--')"
-fi
+check_config
 
 if [[ -z "$LOG_DIR" ]]; then
   [[ "$WORKDIR" == *://* ]] && die "--workdir '$WORKDIR' is not a local path: give --log-dir for the per-process logs"
   LOG_DIR="$WORKDIR/logs"
 fi
 
-if [[ -z "$PYTHON_BIN" ]]; then
-  if [[ -n "${PYTHON:-}" ]]; then PYTHON_BIN=$PYTHON
-  elif [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON_BIN="$REPO_ROOT/.venv/bin/python"
-  else PYTHON_BIN=python3
-  fi
-fi
+default_python
 
 if [[ -z "$PORT" ]]; then
   PORT=$("$PYTHON_BIN" -c 'import socket

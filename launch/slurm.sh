@@ -3,8 +3,6 @@
 # (default) or one per GPU (--per-gpu) with srun, and submit it.
 set -euo pipefail
 
-PROG=$(basename "$0")
-
 usage() {
   cat <<EOF
 Usage: $PROG --nodes N --workdir DIR [options] [-- ENTRYPOINT_ARGS...]
@@ -56,28 +54,20 @@ Examples:
 EOF
 }
 
-die() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for usage." >&2; exit 2; }
-need_value() { [[ $# -ge 2 && -n "$2" ]] || die "argument $1 needs a value"; }
-# quote one word for a POSIX shell (as-is when it is plainly safe, else in single quotes)
-shq() { if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"; else printf "'%s'" "${1//\'/\'\\\'\'}"; fi; }
-shjoin() { local a sep=""; for a in "$@"; do printf '%s%s' "$sep" "$(shq "$a")"; sep=" "; done; }
+_self=${BASH_SOURCE[0]}  # follow symlinks to this file's real directory, which has _common.sh
+while [[ -L $_self ]]; do _to=$(readlink "$_self"); [[ $_to == /* ]] || _to=$(dirname "$_self")/$_to; _self=$_to; done
+# shellcheck source-path=SCRIPTDIR source=_common.sh
+source "$(dirname "$_self")/_common.sh" || exit 2  # PROG, REPO_ROOT, die, shq, common_opt, ...
 
-NODES="" WORKDIR="" MODULE="sdnet_jax.main" CONFIG="" PER_GPU=0 GPUS_PER_NODE=""
-CPUS_PER_TASK="" MEM="" TIME="" PARTITION="" ACCOUNT="" QOS="" JOB_NAME="sdnet"
-USE_GRES=0 PYTHON_BIN="python3" PORT="" CHDIR="" LOG_DIR="" SCRIPT_OUT="" DRY_RUN=0
-SBATCH_ARGS=() SETUP=() ENTRY_ARGS=()
+# (WORKDIR MODULE CONFIG DRY_RUN ENTRY_ARGS: set in _common.sh; PYTHON_BIN: here the nodes' python3)
+NODES="" PER_GPU=0 GPUS_PER_NODE="" CPUS_PER_TASK="" MEM="" TIME="" PARTITION="" ACCOUNT=""
+QOS="" JOB_NAME="sdnet" USE_GRES=0 PYTHON_BIN="python3" PORT="" CHDIR="" LOG_DIR="" SCRIPT_OUT=""
+SBATCH_ARGS=() SETUP=()
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
     --nodes) need_value "$@"; NODES=$2; shift 2 ;;
     --nodes=*) NODES=${1#*=}; shift ;;
-    --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --module) need_value "$@"; MODULE=$2; shift 2 ;;
-    --module=*) MODULE=${1#*=}; shift ;;
-    --config) need_value "$@"; CONFIG=$2; shift 2 ;;
-    --config=*) CONFIG=${1#*=}; shift ;;
     --per-gpu) PER_GPU=1; shift ;;
     --gres) USE_GRES=1; shift ;;
     --gpus-per-node) need_value "$@"; GPUS_PER_NODE=$2; shift 2 ;;
@@ -100,8 +90,6 @@ while [[ $# -gt 0 ]]; do
     --sbatch-arg=*) SBATCH_ARGS+=("${1#*=}"); shift ;;
     --setup) need_value "$@"; SETUP+=("$2"); shift 2 ;;
     --setup=*) SETUP+=("${1#*=}"); shift ;;
-    --python) need_value "$@"; PYTHON_BIN=$2; shift 2 ;;
-    --python=*) PYTHON_BIN=${1#*=}; shift ;;
     --port) need_value "$@"; PORT=$2; shift 2 ;;
     --port=*) PORT=${1#*=}; shift ;;
     --chdir) need_value "$@"; CHDIR=$2; shift 2 ;;
@@ -110,9 +98,7 @@ while [[ $# -gt 0 ]]; do
     --log-dir=*) LOG_DIR=${1#*=}; shift ;;
     --script-out) need_value "$@"; SCRIPT_OUT=$2; shift 2 ;;
     --script-out=*) SCRIPT_OUT=${1#*=}; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --) shift; ENTRY_ARGS=("$@"); break ;;
-    *) die "unknown argument '$1' (entrypoint arguments go after '--')" ;;
+    *) common_opt "$@"; shift "$OPT_SHIFT" ;;  # --workdir --module --config --python --dry-run --help --
   esac
 done
 
@@ -126,16 +112,9 @@ fi
   || die "--gpus-per-node must be a positive integer, got '$GPUS_PER_NODE'"
 [[ $USE_GRES -eq 0 || -n "$GPUS_PER_NODE" ]] || die "missing required argument --gpus-per-node (needed by --gres)"
 [[ -z "$PORT" || "$PORT" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$PORT'"
-[[ "$MODULE" =~ ^[A-Za-z_][A-Za-z0-9_.]*$ ]] || die "--module must be a Python module name, got '$MODULE'"
+check_module
 [[ "$JOB_NAME" =~ ^[A-Za-z0-9_.-]+$ ]] || die "--job-name may only use letters, digits, '_', '.', '-'"
-has_config=0
-[[ -n "$CONFIG" ]] && has_config=1
-for a in ${ENTRY_ARGS[@]+"${ENTRY_ARGS[@]}"}; do
-  [[ "$a" == --config=* || "$a" == --config ]] && has_config=1
-done
-if [[ "$MODULE" == "sdnet_jax.main" && $has_config -eq 0 ]]; then
-  die "missing required argument --config (give --config PATH, or --config=PATH after '--')"
-fi
+check_config
 
 abspath() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 CHDIR=$(abspath "${CHDIR:-$PWD}")

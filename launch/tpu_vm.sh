@@ -3,8 +3,6 @@
 # the package and jax[tpu], run the same command on every worker with --distributed, [delete].
 set -euo pipefail
 
-PROG=$(basename "$0")
-
 usage() {
   cat <<EOF
 Usage: $PROG --name NAME --zone ZONE --workdir gs://BUCKET/PATH
@@ -72,27 +70,23 @@ Examples:
 EOF
 }
 
-die() { echo "$PROG: error: $*" >&2; echo "Run '$PROG --help' for usage." >&2; exit 2; }
-need_value() { [[ $# -ge 2 && -n "$2" ]] || die "argument $1 needs a value"; }
-# quote one word for a POSIX shell (as-is when it is plainly safe, else in single quotes)
-shq() { if [[ $1 =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf '%s' "$1"; else printf "'%s'" "${1//\'/\'\\\'\'}"; fi; }
-shjoin() { local a sep=""; for a in "$@"; do printf '%s%s' "$sep" "$(shq "$a")"; sep=" "; done; }
+_self=${BASH_SOURCE[0]}  # follow symlinks to this file's real directory, which has _common.sh
+while [[ -L $_self ]]; do _to=$(readlink "$_self"); [[ $_to == /* ]] || _to=$(dirname "$_self")/$_to; _self=$_to; done
+# shellcheck source-path=SCRIPTDIR source=_common.sh
+source "$(dirname "$_self")/_common.sh" || exit 2  # PROG, REPO_ROOT, die, shq, common_opt, ...
 
-NAME="" ZONE="" WORKDIR="" PROJECT="" CREATE=0 ACCEL="" VERSION="" SPOT=0 PREEMPTIBLE=0
+# (WORKDIR MODULE CONFIG DRY_RUN ENTRY_ARGS: set in _common.sh; PYTHON_BIN: here the workers' python3)
+NAME="" ZONE="" PROJECT="" CREATE=0 ACCEL="" VERSION="" SPOT=0 PREEMPTIBLE=0
 GIT_URL="" GIT_REF="" LOCAL_PATH="" PIP_SPEC="" REMOTE_DIR="sdnet_jax" PYTHON_BIN="python3"
-VENV="" JAX_SPEC="jax[tpu]" MODULE="sdnet_jax.main" CONFIG="" SKIP_SETUP=0 DETACH=0
-DELETE_AFTER=0 DRY_RUN=0
-SETUP_CMDS=() ENVS=() ENTRY_ARGS=()
+VENV="" JAX_SPEC="jax[tpu]" SKIP_SETUP=0 DETACH=0 DELETE_AFTER=0
+SETUP_CMDS=() ENVS=()
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
     --name) need_value "$@"; NAME=$2; shift 2 ;;
     --name=*) NAME=${1#*=}; shift ;;
     --zone) need_value "$@"; ZONE=$2; shift 2 ;;
     --zone=*) ZONE=${1#*=}; shift ;;
-    --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
     --project) need_value "$@"; PROJECT=$2; shift 2 ;;
     --project=*) PROJECT=${1#*=}; shift ;;
     --create) CREATE=1; shift ;;
@@ -112,16 +106,10 @@ while [[ $# -gt 0 ]]; do
     --pip-spec=*) PIP_SPEC=${1#*=}; shift ;;
     --remote-dir) need_value "$@"; REMOTE_DIR=$2; shift 2 ;;
     --remote-dir=*) REMOTE_DIR=${1#*=}; shift ;;
-    --python) need_value "$@"; PYTHON_BIN=$2; shift 2 ;;
-    --python=*) PYTHON_BIN=${1#*=}; shift ;;
     --venv) need_value "$@"; VENV=$2; shift 2 ;;
     --venv=*) VENV=${1#*=}; shift ;;
     --jax-spec) need_value "$@"; JAX_SPEC=$2; shift 2 ;;
     --jax-spec=*) JAX_SPEC=${1#*=}; shift ;;
-    --module) need_value "$@"; MODULE=$2; shift 2 ;;
-    --module=*) MODULE=${1#*=}; shift ;;
-    --config) need_value "$@"; CONFIG=$2; shift 2 ;;
-    --config=*) CONFIG=${1#*=}; shift ;;
     --setup-cmd) need_value "$@"; SETUP_CMDS+=("$2"); shift 2 ;;
     --setup-cmd=*) SETUP_CMDS+=("${1#*=}"); shift ;;
     --env) need_value "$@"; ENVS+=("$2"); shift 2 ;;
@@ -129,9 +117,7 @@ while [[ $# -gt 0 ]]; do
     --skip-setup) SKIP_SETUP=1; shift ;;
     --detach) DETACH=1; shift ;;
     --delete-after) DELETE_AFTER=1; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --) shift; ENTRY_ARGS=("$@"); break ;;
-    *) die "unknown argument '$1' (entrypoint arguments go after '--')" ;;
+    *) common_opt "$@"; shift "$OPT_SHIFT" ;;  # --workdir --module --config --python --dry-run --help --
   esac
 done
 
@@ -154,18 +140,11 @@ fi
 [[ -z "$GIT_REF" || -n "$GIT_URL" ]] || die "--git-ref needs --git-url"
 [[ -z "$LOCAL_PATH" || -d "$LOCAL_PATH" ]] || die "--local-path '$LOCAL_PATH' is not a directory"
 [[ $DETACH -eq 1 && $DELETE_AFTER -eq 1 ]] && die "--detach and --delete-after exclude each other"
-[[ "$MODULE" =~ ^[A-Za-z_][A-Za-z0-9_.]*$ ]] || die "--module must be a Python module name, got '$MODULE'"
+check_module
 for kv in ${ENVS[@]+"${ENVS[@]}"}; do
   [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env wants KEY=VALUE, got '$kv'"
 done
-has_config=0
-[[ -n "$CONFIG" ]] && has_config=1
-for a in ${ENTRY_ARGS[@]+"${ENTRY_ARGS[@]}"}; do
-  [[ "$a" == --config=* || "$a" == --config ]] && has_config=1
-done
-if [[ "$MODULE" == "sdnet_jax.main" && $has_config -eq 0 ]]; then
-  die "missing required argument --config (give --config PATH, or --config=PATH after '--')"
-fi
+check_config
 if [[ "$WORKDIR" != gs://* ]]; then
   echo "$PROG: warning: --workdir '$WORKDIR' is not a gs:// path; on a pod slice every worker would write its own local copy" >&2
 fi

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo ops-demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: train the embedded default (SDNet on scikit-learn's digits) and evaluate it.
 demo: $(STAMP)
+	$(PY) -m sdnet_jax.main --config=configs/digits_sdnet.py --workdir=workdir/digits_sdnet
+
+ops-demo: $(STAMP)
 	$(PY) -m sdnet_jax.demo
 
 test: $(STAMP)

@@ -1,0 +1,7 @@
+"""sdnet18_all on cifar10 with SDNet's CIFAR recipe."""
+
+from configs import classifier_base
+
+
+def get_config(arg=None):
+    return classifier_base.cifar("cifar10", "sdnet18_all", arg)

@@ -1,0 +1,67 @@
+"""Shared pieces of the CSC-CTRL / CTRL configs (DESIGN.md sections 5 and 6)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import classifier_base
+
+
+def base(model: str, dataset: str) -> ml_collections.ConfigDict:
+    """The CTRL reference recipe: Adam(0.5, 0.999), lr 1.5e-4 with linear decay, d = 128."""
+    c = classifier_base.base(model, dataset)
+    c.task = "ctrl"
+    del c.model["stem"], c.model["width"], c.model["stage_sizes"]
+    c.model.channels = (64, 128, 256)
+    c.model.strides = ()  # () = 2 for every stage
+    c.model.kernel_size = 4
+    c.model.feature_dim = 128
+    c.ctrl = ml_collections.ConfigDict()
+    c.ctrl.objective = "multiclass"  # 'multiclass' | 'binary' | 'unsupervised'
+    c.ctrl.eps_sq = 0.5
+    c.ctrl.n_inner = 1  # encoder steps per decoder step
+    c.ctrl.pair_lam = 1.0  # unsupervised: weight of the sample-wise term
+    c.ctrl.pairwise = "cosine"
+    c.data.augment = "none"
+    c.optim.name = "adam"
+    c.optim.lr = 1.5e-4
+    c.optim.b1 = 0.5
+    c.optim.b2 = 0.999
+    c.optim.weight_decay = 0.0
+    c.optim.schedule = "linear"
+    c.optim.end_lr = 0.0
+    c.batch_size = 512
+    c.eval_batch_size = 500
+    c.num_epochs = 100.0
+    c.eval = ml_collections.ConfigDict()
+    c.eval.max_examples = 2000  # examples of each split used by the evaluation
+    c.eval.subspace_fit_examples = 5000  # train features the nearest-subspace classifier fits
+    c.eval.subspace_components = 12
+    c.eval.feature_net = "random"  # 'random' (a fixed random conv net) | 'classifier'
+    c.eval.classifier_workdir = ""  # with 'classifier': a trained classifier's workdir
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The tiny form: two narrow stages, a few steps, small batches and evaluations."""
+    c.model.channels = (4, 8)
+    c.model.feature_dim = 8
+    c.batch_size = 16
+    c.eval_batch_size = 16
+    c.num_train_steps = 2
+    c.log_every_steps = 1
+    c.eval_every_steps = 0
+    c.checkpoint_every_steps = 2
+    c.data.validation_size = 32
+    c.eval.max_examples = 32
+    c.eval.subspace_fit_examples = 32
+    c.eval.subspace_components = 2
+    return c
+
+
+def config(dataset: str, model: str, arg: str | None, **overrides) -> ml_collections.ConfigDict:
+    c = base(model, dataset)
+    for key, value in overrides.items():
+        section, field = key.split("__") if "__" in key else (None, key)
+        (c[section] if section else c)[field] = value
+    return smoke(c) if arg == "smoke" else c

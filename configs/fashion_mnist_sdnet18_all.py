@@ -1,0 +1,7 @@
+"""sdnet18_all on Fashion-MNIST with a reduced schedule (2 CPU cores)."""
+
+from configs import classifier_base
+
+
+def get_config(arg=None):
+    return classifier_base.fashion_mnist("sdnet18_all", arg)

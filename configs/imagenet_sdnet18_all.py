@@ -1,0 +1,7 @@
+"""sdnet18_all on ImageNet (imagenet2012) with SDNet's ImageNet recipe."""
+
+from configs import classifier_base
+
+
+def get_config(arg=None):
+    return classifier_base.imagenet("sdnet18_all", arg)

@@ -1,0 +1,1 @@
+"""Training jobs: the shared loop (mesh, checkpoints, logging) and the per-task steps."""

@@ -1,0 +1,238 @@
+"""The training loop shared by every job (classifier, CSC-CTRL): a task supplies pure functions,
+this module runs them data-parallel with checkpoints, resume, preemption handling and logging.
+
+Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.jsonl``,
+``config.json`` and, at the end, ``results.json``.
+
+* The state is initialised by a jitted ``init_state`` with replicated ``out_shardings`` (from
+  ``jax.eval_shape``) or, when ``checkpoints/`` has one, restored from the latest checkpoint.
+* ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
+* Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
+  the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
+  restart with the same ``workdir`` resumes from the latest checkpoint and, since the input pipeline is
+  a function of (seed, step), continues exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from sdnet_jax.train import checkpoint, metrics, parallel
+
+State = Any
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Task:
+    """What a training job provides to :func:`run`.
+
+    Attributes:
+      init_state: ``key -> state`` (pure; the state is a pytree with an integer ``step`` field).
+      train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here).
+      train_batches: ``start_step -> iterator`` over this process's slices of the global batches.
+      evaluate: ``(state, split) -> {name: float}`` for ``'validation'`` / ``'test'``.
+      num_train_steps: total steps.
+      examples_per_step: global batch size (for throughput).
+      selection_metric: validation metric to maximise for model selection (None: no selection).
+      eval_splits: splits evaluated at the end; the first one is also evaluated periodically.
+      summaries: optional ``state -> {name: HWC image in [0, 1]}`` written at each evaluation.
+      learning_rate: optional ``step -> lr`` for logging.
+    """
+
+    init_state: Callable[[jax.Array], State]
+    train_step: Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]
+    train_batches: Callable[[int], Iterator[Batch]]
+    evaluate: Callable[[State, str], dict[str, float]]
+    num_train_steps: int
+    examples_per_step: int
+    selection_metric: str | None = "accuracy"
+    eval_splits: tuple[str, ...] = ("validation", "test")
+    summaries: Callable[[State], dict[str, np.ndarray]] | None = None
+    learning_rate: Callable[[int], Any] | None = None
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after every step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("received signal %d: checkpointing and stopping", signum)
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self) -> bool:
+        """True when any process was asked to stop (all processes must stop at the same step)."""
+        if jax.process_count() == 1:
+            return self.requested
+        flags = multihost_utils.process_allgather(np.array(self.requested))
+        return bool(np.any(flags))
+
+
+def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}/{k}": v for k, v in values.items()}
+
+
+def run(
+    task: Task,
+    *,
+    workdir: str,
+    config_json: str,
+    seed: int,
+    log_every_steps: int,
+    eval_every_steps: int,
+    checkpoint_every_steps: int,
+    max_to_keep: int,
+    stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Trains ``task`` to ``task.num_train_steps`` (resuming from ``workdir``) and evaluates it.
+
+    ``stop_after_steps`` ends the run early as a preemption would (a checkpoint, no final
+    evaluation); tests use it to compare interrupted-and-resumed with uninterrupted training.
+
+    Returns the results dict also written to ``workdir/results.json`` (``{'interrupted': True,
+    'step': ...}`` when the run stopped early).
+    """
+    metrics.quiet_library_logs()
+    mesh = parallel.data_mesh()
+    writer = metrics.MetricWriter(workdir)
+    if parallel.is_main_process():
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config_json)
+        writer.write_config(config_json)
+
+    key = jax.random.key(seed)
+    shapes = jax.eval_shape(task.init_state, key)
+    state_sharding = parallel.tree_replicated(shapes, mesh)
+    manager = checkpoint.make_manager(
+        workdir, max_to_keep=max_to_keep, best_metric=_selection_key(task)
+    )
+    latest = manager.latest_step()
+    if latest is None:
+        state = jax.jit(task.init_state, out_shardings=state_sharding)(key)
+    else:
+        logging.info("resuming from %s at step %d", manager.directory, latest)
+        state = checkpoint.restore(
+            manager, latest, checkpoint.abstract_like(shapes, state_sharding)
+        )
+    start_step = int(jax.device_get(state.step))
+    total = task.num_train_steps
+    train_step = jax.jit(
+        task.train_step,
+        in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
+        out_shardings=(state_sharding, parallel.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    batches = task.train_batches(start_step)
+    throughput = metrics.Throughput(start_step, total, task.examples_per_step)
+    pending: list[dict[str, jax.Array]] = []
+    step = start_step
+    interrupted = False
+    with _StopSignal() as stop:
+        while step < total:
+            batch = parallel.shard_batch(next(batches), mesh)
+            state, step_metrics = train_step(state, batch)
+            pending.append(step_metrics)
+            step += 1
+            if step % log_every_steps == 0 or step == total:
+                scalars = {k: np.mean(v) for k, v in jax.device_get(_stack(pending)).items()}
+                pending = []
+                scalars.update(throughput(step))
+                if task.learning_rate is not None:
+                    scalars["learning_rate"] = task.learning_rate(step - 1)
+                writer.write_scalars(step, _prefixed("train", scalars))
+                metrics.console(step, total, scalars)
+            val = None
+            if eval_every_steps and (step % eval_every_steps == 0) and step < total:
+                val = _evaluate(task, state, task.eval_splits[0], step, writer)
+            if val is not None or step % checkpoint_every_steps == 0:
+                checkpoint.save(manager, step, state, _checkpoint_metrics(task, val))
+            if stop.agreed() or (stop_after_steps is not None and step >= stop_after_steps):
+                interrupted = step < total
+                break
+    if interrupted:
+        checkpoint.save(manager, step, state)
+        manager.wait_until_finished()
+        writer.close()
+        logging.info("stopped at step %d; rerun with the same workdir to resume", step)
+        return {"interrupted": True, "step": step}
+
+    results = _final_evaluation(task, state, manager, writer, step, shapes, state_sharding)
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    if parallel.is_main_process():
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+def _stack(pending: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
+    return {k: jnp.stack([m[k] for m in pending]) for k in pending[0]}
+
+
+def _selection_key(task: Task) -> str | None:
+    return f"{task.eval_splits[0]}_{task.selection_metric}" if task.selection_metric else None
+
+
+def _checkpoint_metrics(task: Task, val: dict[str, float] | None) -> dict[str, float] | None:
+    key = _selection_key(task)
+    if val is None or key is None or task.selection_metric not in val:
+        return None
+    return {key: float(val[task.selection_metric])}
+
+
+def _evaluate(task: Task, state: State, split: str, step: int, writer) -> dict[str, float]:
+    values = task.evaluate(state, split)
+    writer.write_scalars(step, _prefixed(split, values))
+    metrics.console(step, task.num_train_steps, _prefixed(split, values))
+    if task.summaries is not None:
+        writer.write_images(step, task.summaries(state))
+    writer.flush()
+    return values
+
+
+def _final_evaluation(task, state, manager, writer, step, shapes, state_sharding) -> dict:
+    final = {split: _evaluate(task, state, split, step, writer) for split in task.eval_splits}
+    checkpoint.save(manager, step, state, _checkpoint_metrics(task, final.get(task.eval_splits[0])))
+    manager.wait_until_finished()
+    results: dict[str, Any] = {"final": {"step": step, **final}}
+    key = _selection_key(task)
+    best = checkpoint.best_step(manager, key) if key else None
+    if best is not None:
+        if best == step:
+            best_state = state
+        else:
+            best_state = checkpoint.restore(
+                manager, best, checkpoint.abstract_like(shapes, state_sharding)
+            )
+        results["best"] = {
+            "step": best,
+            "selected_by": key,
+            **{split: task.evaluate(best_state, split) for split in task.eval_splits},
+        }
+    return results

@@ -1,0 +1,70 @@
+"""Optimizers and learning-rate schedules from a config (``config.optim``), stepped per iteration.
+
+Fields: ``name`` ('sgd' | 'adam'), ``lr``, ``momentum``, ``nesterov``, ``b1``, ``b2``,
+``weight_decay`` (coupled L2 added to the gradient before momentum, as PyTorch's SGD
+``weight_decay``), ``schedule`` ('constant' | 'cosine' | 'step' | 'linear'), ``end_lr`` (cosine /
+linear), ``warmup_steps``, ``boundaries`` (fractions of training, or epochs when
+``steps_per_epoch`` is given, for 'step') and ``decay_factor``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "step", "linear")
+
+
+def schedule(optim: Any, total_steps: int, steps_per_epoch: float | None = None) -> optax.Schedule:
+    """The per-step learning-rate schedule of ``optim`` over ``total_steps`` steps."""
+    lr, warmup = float(optim.lr), int(optim.get("warmup_steps", 0))
+    name = optim.schedule
+    if name == "constant":
+        main = optax.constant_schedule(lr)
+    elif name == "cosine":
+        main = optax.cosine_decay_schedule(
+            lr, max(total_steps - warmup, 1), alpha=float(optim.end_lr) / lr
+        )
+    elif name == "linear":
+        main = optax.linear_schedule(lr, float(optim.end_lr), max(total_steps - warmup, 1))
+    elif name == "step":
+        unit = steps_per_epoch if steps_per_epoch else total_steps
+        main = optax.piecewise_constant_schedule(
+            lr, {round(b * unit) - warmup: float(optim.decay_factor) for b in optim.boundaries}
+        )
+    else:
+        raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {name!r}.")
+    if warmup:
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+    return main
+
+
+def make_optimizer(optim: Any, learning_rate: optax.Schedule) -> optax.GradientTransformation:
+    """SGD (momentum, Nesterov) or Adam, with coupled weight decay first."""
+    if optim.name == "sgd":
+        base = optax.sgd(learning_rate, momentum=optim.momentum or None, nesterov=optim.nesterov)
+    elif optim.name == "adam":
+        base = optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
+    else:
+        raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim.name!r}.")
+    if optim.weight_decay:
+        return optax.chain(optax.add_decayed_weights(optim.weight_decay), base)
+    return base
+
+
+def validate(optim: Any, where: str = "optim") -> None:
+    """Raises a ValueError naming the first bad field of an optimizer config."""
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"{where}.name must be one of {OPTIMIZERS}, got {optim.name!r}.")
+    if optim.schedule not in SCHEDULES:
+        raise ValueError(f"{where}.schedule must be one of {SCHEDULES}, got {optim.schedule!r}.")
+    if not optim.lr > 0:
+        raise ValueError(f"{where}.lr must be > 0, got {optim.lr!r}.")
+    if optim.get("weight_decay", 0) < 0:
+        raise ValueError(f"{where}.weight_decay must be >= 0, got {optim.weight_decay!r}.")
+    if optim.get("warmup_steps", 0) < 0:
+        raise ValueError(f"{where}.warmup_steps must be >= 0, got {optim.warmup_steps!r}.")
+    if optim.schedule in ("cosine", "linear") and optim.get("end_lr", 0) < 0:
+        raise ValueError(f"{where}.end_lr must be >= 0, got {optim.end_lr!r}.")

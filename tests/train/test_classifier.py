@@ -1,0 +1,230 @@
+"""Classifier training: smoke runs of every config, resume equivalence, preemption, bad configs."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from sdnet_jax.data import prepare
+from sdnet_jax.train import checkpoint, classifier
+from tests.data import fakes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = sorted(
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if not os.path.basename(p).startswith(("__", "classifier_base", "ctrl"))
+)
+
+
+def load_config(name: str, arg: str | None = "smoke"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def digits_smoke(**overrides):
+    config = load_config("digits_sdnet")
+    for key, value in overrides.items():
+        target = config
+        *path, leaf = key.split(".")
+        for part in path:
+            target = target[part]
+        target[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_data(tmp_path_factory):
+    manual = tmp_path_factory.mktemp("fm_manual")
+    data_dir = tmp_path_factory.mktemp("fm_data")
+    fakes.write_fashion_mnist(os.fspath(manual))
+    prepare.main(["fashion_mnist", f"--manual_dir={manual}", f"--data_dir={data_dir}"])
+    return os.fspath(data_dir)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_one_step_smoke_of_every_config(name, tmp_path, fashion_mnist_data):
+    config = load_config(name)
+    config.num_train_steps = 1
+    config.checkpoint_every_steps = 1
+    if config.data.name.startswith("fashion_mnist"):
+        # the real TFDS path: array_record data written by the prepare command, no TensorFlow
+        config.data.data_dir = fashion_mnist_data
+        config.data.validation_size = 10
+        results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
+    elif config.data.name == "digits":
+        results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
+    else:
+        with tfds.testing.mock_data(num_examples=24):
+            results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
+    assert results["final"]["step"] == 1
+    assert 0.0 <= results["final"]["test"]["accuracy"] <= 1.0
+    assert np.isfinite(results["final"]["test"]["loss"])
+    saved = json.load(open(tmp_path / "results.json"))
+    assert saved["final"]["step"] == 1
+    assert os.path.exists(tmp_path / "config.json")
+    assert glob.glob(os.fspath(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert any("train/loss" in line and "train/examples_per_sec" in line for line in lines)
+
+
+def _restore_params(workdir: str, config) -> dict:
+    """Params of the latest checkpoint of ``workdir``, restored as NumPy arrays."""
+    manager = checkpoint.make_manager(workdir, max_to_keep=3)
+    restored = manager.restore(manager.latest_step())
+    manager.close()
+    return jax.tree_util.tree_map(np.asarray, restored["params"])
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    config = digits_smoke(num_train_steps=6, checkpoint_every_steps=100, **{"model.width": 4})
+    straight, resumed = os.fspath(tmp_path / "straight"), os.fspath(tmp_path / "resumed")
+    classifier.train_and_evaluate(config, straight)
+    first = classifier.train_and_evaluate(config, resumed, stop_after_steps=3)
+    assert first == {"interrupted": True, "step": 3}
+    assert not os.path.exists(os.path.join(resumed, "results.json"))
+    second = classifier.train_and_evaluate(config, resumed)
+    assert second["final"]["step"] == 6
+    a, b = _restore_params(straight, config), _restore_params(resumed, config)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    losses = lambda d: [
+        json.loads(line)["train/loss"]
+        for line in open(os.path.join(d, "metrics.jsonl"))
+        if "train/loss" in line
+    ]
+    assert losses(straight) == losses(resumed)
+
+
+def _main_command(workdir: str, *flags: str) -> list[str]:
+    return [
+        sys.executable, "-m", "sdnet_jax.main", "--config=configs/digits_sdnet.py",
+        f"--workdir={workdir}", *flags,
+    ]  # fmt: skip
+
+
+def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skipped(tmp_path):
+    workdir = os.fspath(tmp_path / "run")
+    proc = subprocess.Popen(
+        _main_command(
+            workdir, "--config.num_train_steps=100000", "--config.log_every_steps=1",
+            "--config.model.width=4", "--config.checkpoint_every_steps=100000",
+        ),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    metrics_file = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(metrics_file) and len(open(metrics_file).readlines()) >= 3:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit())
+    assert steps and steps[-1] >= 3, out
+    stopped = steps[-1]
+    # a half-written checkpoint (what a kill during a save leaves) is ignored on resume
+    junk = os.path.join(workdir, "checkpoints", f"{stopped + 50}.orbax-checkpoint-tmp-123")
+    os.makedirs(junk)
+    open(os.path.join(junk, "garbage"), "w").write("not a checkpoint")
+    config = load_config("digits_sdnet", None)  # the run above: the full config, width 4
+    config.model.width = 4
+    config.num_train_steps = stopped + 2
+    results = classifier.train_and_evaluate(config, workdir)
+    assert results["final"]["step"] == stopped + 2
+
+
+BAD = [
+    ({"model.name": "resnet19"}, "config.model.name"),
+    ({"data.name": "mnist"}, "config.data.name"),
+    ({"model.csc.lam": -0.1}, "config.model.csc.lam"),
+    ({"model.csc.num_iters": 0}, "config.model.csc.num_iters"),
+    ({"model.csc.method": "adam"}, "config.model.csc.method"),
+    ({"optim.lr": 0.0}, "config.optim.lr"),
+    ({"optim.schedule": "exp"}, "config.optim.schedule"),
+    ({"batch_size": 0}, "config.batch_size"),
+    ({"data.augment": "mixup"}, "config.data.augment"),
+    ({"model.dtype": "float16"}, "config.model.dtype"),
+]
+
+
+@pytest.mark.parametrize("overrides,field", BAD)
+def test_bad_config_is_a_clear_error_before_compiling(overrides, field, tmp_path):
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(event) if "compile" in event else None
+    )
+    config = digits_smoke(**overrides)
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        classifier.train_and_evaluate(config, os.fspath(tmp_path))
+    assert compiles == []
+
+
+def test_missing_data_dir_says_how_to_prepare(tmp_path):
+    config = load_config("cifar10_sdnet18")
+    config.data.data_dir = os.fspath(tmp_path / "nothing_here")
+    with pytest.raises(ValueError, match=r"sdnet_jax\.data\.prepare"):
+        classifier.train_and_evaluate(config, os.fspath(tmp_path / "wd"))
+
+
+def test_entrypoint_reports_bad_flags_in_one_line(tmp_path):
+    for flags, expected in [
+        (["--config.model.name=resnet19"], "config.model.name"),
+        (["--config.optim.lrr=0.1"], "lrr"),  # locked config: unknown field
+    ]:
+        proc = subprocess.run(
+            _main_command(os.fspath(tmp_path), *flags), cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode != 0
+        assert expected in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+MULTI_DEVICE = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+import jax
+from tests.train.test_classifier import digits_smoke
+from sdnet_jax.train import classifier
+config = digits_smoke(num_train_steps=4, batch_size=16, **{{"model.width": 4}})
+classifier.train_and_evaluate(config, sys.argv[1])
+print(json.dumps({{"devices": jax.device_count()}}))
+"""
+
+
+def test_eight_devices_follow_the_one_device_trajectory(tmp_path):
+    losses = {}
+    for devices in (1, 8):
+        workdir = os.fspath(tmp_path / f"d{devices}")
+        flags = (
+            f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+        )
+        env = dict(os.environ, XLA_FLAGS=flags)
+        proc = subprocess.run(
+            [sys.executable, "-c", MULTI_DEVICE.format(root=ROOT), workdir],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["devices"] == devices
+        losses[devices] = [
+            json.loads(line)["train/loss"]
+            for line in open(os.path.join(workdir, "metrics.jsonl"))
+            if "train/loss" in line
+        ]
+    assert len(losses[1]) == 4
+    np.testing.assert_allclose(losses[8], losses[1], rtol=2e-5)

@@ -1,0 +1,157 @@
+"""CSC-CTRL training: smoke runs, the game's gradient signs, resume equivalence, bad configs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from sdnet_jax.data import input_pipeline
+from sdnet_jax.train import ctrl
+from tests.train.test_classifier import ROOT, load_config
+
+CTRL_CONFIGS = sorted(
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(ROOT, "configs", "ctrl_*.py"))
+    if not p.endswith("ctrl_base.py")
+)
+
+
+@pytest.mark.parametrize("name", CTRL_CONFIGS)
+def test_smoke_of_every_ctrl_config(name, tmp_path):
+    config = load_config(name)
+    if config.data.name == "digits":
+        results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+    else:
+        with tfds.testing.mock_data(num_examples=48):
+            results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+    final = results["final"]["test"]
+    assert results["final"]["step"] == 2
+    for key in ("objective", "psnr", "mse", "nearest_subspace_accuracy"):
+        assert np.isfinite(final[key]), key
+    assert any(k.startswith("frechet_distance[random-convnet") for k in final)
+    assert not any("fid" in k.lower() for k in final)
+    assert glob.glob(os.fspath(tmp_path / "images" / "test_reconstruction_2.png"))
+    assert json.load(open(tmp_path / "results.json"))["final"]["step"] == 2
+
+
+def _game(config_overrides=None):
+    config = load_config("ctrl_digits_csc")
+    config.model.channels = (8, 16)
+    config.model.feature_dim = 16
+    config.optim.lr = 1e-3
+    for k, v in (config_overrides or {}).items():
+        config.ctrl[k] = v
+    info = ctrl.validate_config(config)
+    encoder, decoder = ctrl.build_models(config, info)
+    tx = ctrl.optim.make_optimizer(config.optim, config.optim.lr)
+    state = ctrl.make_init_state(encoder, decoder, tx, tx, info.image_shape)(jax.random.key(0))
+    batch = next(
+        input_pipeline.train_iterator(
+            "digits", data_dir=None, global_batch_size=64, seed=0, augment="none",
+            validation_size=200,
+        )
+    )  # fmt: skip
+    x = ctrl.to_symmetric(jnp.asarray(batch["image"]), info)
+    labels = jnp.asarray(batch["label"])
+    objective = ctrl.objective_fn(config, info.num_classes)
+
+    @jax.jit
+    def value(state):  # T on the batch as the train step sees it (batch statistics)
+        z, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x)
+        x_hat, _ = ctrl._run(decoder, state.dec_params, state.dec_state, z)
+        z_hat, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x_hat)
+        return objective(z, z_hat, labels)
+
+    return SimpleNamespace(
+        config=config, encoder=encoder, decoder=decoder, tx=tx, state=state, batch=batch,
+        info=info, objective=objective, value=value, x=x, labels=labels,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["multiclass", "binary"])
+def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
+    g = _game({"objective": objective})
+    # one player at a time: the other gets a zero-learning-rate optimizer
+    frozen = ctrl.optim.make_optimizer(g.config.optim, 0.0)
+    enc_only = jax.jit(
+        ctrl.make_train_step(g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info)
+    )
+    dec_only = jax.jit(
+        ctrl.make_train_step(g.encoder, g.decoder, frozen, g.tx, g.objective, 1, g.info)
+    )
+    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    state = g.state
+    before = float(g.value(state))
+    after_enc, _ = enc_only(state, batch)
+    after_dec, _ = dec_only(state, batch)
+    assert float(g.value(after_enc)) > before
+    assert float(g.value(after_dec)) < before
+    # the frozen player's parameters did not move (up to re-projecting unit-norm atoms)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(after_enc.dec_params),
+        jax.tree_util.tree_leaves(state.dec_params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_decoder_gradient_flows_through_the_closed_loop():
+    g = _game()
+    state = g.state
+    z, _ = ctrl._run(g.encoder, state.enc_params, state.enc_state, g.x)
+
+    def t_of_dec(dec_params):  # only through z_hat = f(g(z)): z is a constant
+        x_hat, _ = ctrl._run(g.decoder, dec_params, state.dec_state, z)
+        z_hat, _ = ctrl._run(g.encoder, state.enc_params, state.enc_state, x_hat)
+        return g.objective(z, z_hat, g.labels)
+
+    grads = jax.grad(t_of_dec)(state.dec_params)
+    norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
+    assert all(np.isfinite(norms)) and max(norms) > 0
+
+
+def test_ctrl_resume_equals_uninterrupted(tmp_path):
+    config = load_config("ctrl_digits_csc", "smoke")
+    config.num_train_steps = 4
+    config.checkpoint_every_steps = 100
+    straight, resumed = os.fspath(tmp_path / "a"), os.fspath(tmp_path / "b")
+    ctrl.train_and_evaluate(config, straight)
+    assert ctrl.train_and_evaluate(config, resumed, stop_after_steps=2)["interrupted"]
+    ctrl.train_and_evaluate(config, resumed)
+
+    def losses(d):
+        return [
+            (line["train/objective_encoder_step"], line["train/objective_decoder_step"])
+            for line in map(json.loads, open(os.path.join(d, "metrics.jsonl")))
+            if "train/objective_decoder_step" in line
+        ]
+
+    assert losses(straight) == losses(resumed)
+    a = json.load(open(os.path.join(straight, "results.json")))["final"]["test"]
+    b = json.load(open(os.path.join(resumed, "results.json")))["final"]["test"]
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "section,field,value",
+    [
+        ("ctrl", "objective", "gan"),
+        ("ctrl", "eps_sq", 0.0),
+        ("ctrl", "n_inner", 0),
+        ("model", "name", "vae"),
+        ("optim", "lr", -1.0),
+    ],
+)
+def test_bad_ctrl_config_is_a_clear_error(section, field, value, tmp_path):
+    config = load_config("ctrl_digits_csc", "smoke")
+    config[section][field] = value
+    with pytest.raises(ValueError, match=f"config.{section}.{field}".replace(".", r"\.")):
+        ctrl.train_and_evaluate(config, os.fspath(tmp_path))

@@ -1,0 +1,71 @@
+"""Two local CPU processes (jax.distributed + gloo, started by launch/local.sh) train exactly like
+one process over the same global batch; only process 0 logs; their checkpoints resume in a run with
+another process count."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from sdnet_jax.train import classifier
+from tests.train.test_classifier import ROOT
+
+FLAGS = [
+    "--config=configs/digits_sdnet.py",
+    "--config.num_train_steps=4",
+    "--config.batch_size=16",
+    "--config.eval_batch_size=64",
+    "--config.model.width=4",
+    "--config.model.stage_sizes=(1, 1, 1, 1)",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=2",
+    "--config.eval_every_steps=0",
+]
+
+
+def _params(workdir: str) -> list[np.ndarray]:
+    """Latest checkpoint's parameters, restored onto this (1-process) topology."""
+    _, _, state, _ = classifier.load_trained(workdir, which="latest")
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
+
+
+def _losses(workdir: str) -> list[float]:
+    lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [line["train/loss"] for line in lines if "train/loss" in line]
+
+
+def test_two_processes_match_one_and_resume_with_one(tmp_path):
+    two, one = os.fspath(tmp_path / "two"), os.fspath(tmp_path / "one")
+    launched = subprocess.run(
+        ["bash", "launch/local.sh", "--num-processes", "2", "--workdir", two, "--timeout", "400",
+         "--", *FLAGS],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    logs = [open(os.path.join(two, "logs", f"process_{i}.log")).read() for i in range(2)]
+    assert "step 4/4" in logs[0] and "step 4/4" not in logs[1]  # only process 0 logs
+    single = subprocess.run(
+        [sys.executable, "-m", "sdnet_jax.main", f"--workdir={one}", *FLAGS],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    # same global batch, same program: the same trajectory and the same parameters
+    assert len(_losses(two)) == 4  # written once (process 0 only), not once per process
+    np.testing.assert_allclose(_losses(two), _losses(one), rtol=1e-5)
+    for a, b in zip(_params(two), _params(one), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # the 2-process checkpoint restores in a 1-process run, which continues training
+    more = subprocess.run(
+        [sys.executable, "-m", "sdnet_jax.main", f"--workdir={two}", *FLAGS,
+         "--config.num_train_steps=6"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert json.load(open(os.path.join(two, "results.json")))["final"]["step"] == 6

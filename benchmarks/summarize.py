@@ -1,7 +1,8 @@
-"""Prints a Markdown table of finished training runs: ``python -m benchmarks.summarize DIR...``.
+"""Prints Markdown tables of finished training runs: ``python -m benchmarks.summarize DIR...``.
 
-Each DIR is a workdir with ``results.json`` (and, from ``benchmarks/fashion_mnist.sh``,
-``wall_time.json``): the model, the final and best-on-validation test accuracy, steps and wall time.
+Each DIR is a workdir with ``results.json`` and ``config.json`` (and ``wall_time.json`` from
+``benchmarks/train_configs.sh``). Classifier runs: final and best-on-validation test accuracy;
+CTRL runs: the test-split reconstruction PSNR, nearest-subspace accuracy, Fréchet distance and ΔR.
 """
 
 from __future__ import annotations
@@ -11,26 +12,57 @@ import os
 import sys
 
 
-def row(workdir: str) -> str:
-    results = json.load(open(os.path.join(workdir, "results.json")))
-    config = json.load(open(os.path.join(workdir, "config.json")))
-    wall_file = os.path.join(workdir, "wall_time.json")
-    wall = json.load(open(wall_file))["wall_seconds"] / 60 if os.path.exists(wall_file) else None
+def _load(workdir: str, name: str) -> dict | None:
+    path = os.path.join(workdir, name)
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def _wall(workdir: str) -> str:
+    wall = _load(workdir, "wall_time.json")
+    return f"{wall['wall_seconds'] / 60:.1f}" if wall else ""
+
+
+def classifier_row(workdir: str, config: dict, results: dict) -> str:
     final, best = results["final"], results.get("best", results["final"])
     model = config["model"]
     return (
-        f"| {model['name']} (width {model['width']}) | {final['step']} | "
+        f"| {model['name']} (width {model['width']}) | {config['data']['name']} | {final['step']} | "
         f"{100 * final['test']['accuracy']:.2f} | {best['step']} | "
-        f"{100 * best['test']['accuracy']:.2f} | "
-        f"{'' if wall is None else f'{wall:.1f}'} |"
+        f"{100 * best['test']['accuracy']:.2f} | {_wall(workdir)} |"
+    )
+
+
+def ctrl_row(workdir: str, config: dict, results: dict) -> str:
+    test = results["final"]["test"]
+    (fd_key,) = [k for k in test if k.startswith("frechet_distance[")]
+    return (
+        f"| {config['model']['name']} {tuple(config['model']['channels'])} | "
+        f"{config['data']['name']} | {results['final']['step']} | {test['psnr']:.2f} | "
+        f"{100 * test['nearest_subspace_accuracy']:.2f} | {test[fd_key]:.4g} "
+        f"({fd_key[len('frechet_distance[') : -1]}) | {test['delta_r_z']:.3f} | {_wall(workdir)} |"
     )
 
 
 def main(argv: list[str]) -> None:
-    print("| model | steps | final test acc % | best-val step | its test acc % | wall min |")
-    print("|---|---|---|---|---|---|")
-    for workdir in argv:
-        print(row(workdir.rstrip("/")))
+    rows: dict[str, list[str]] = {"classifier": [], "ctrl": []}
+    for workdir in (w.rstrip("/") for w in argv):
+        config, results = _load(workdir, "config.json"), _load(workdir, "results.json")
+        if results is None:
+            print(f"(no results.json in {workdir}: unfinished)")
+            continue
+        make = classifier_row if config["task"] == "classifier" else ctrl_row
+        rows[config["task"]].append(make(workdir, config, results))
+    if rows["classifier"]:
+        print(
+            "| model | data | steps | final test acc % | best-val step | its test acc % | wall min |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(rows["classifier"]))
+    if rows["ctrl"]:
+        print("| CTRL model | data | steps | test PSNR dB | nearest-subspace acc % | Fréchet distance "
+              "(feature net) | ΔR(Z) | wall min |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(rows["ctrl"]))
 
 
 if __name__ == "__main__":

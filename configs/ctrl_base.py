@@ -23,6 +23,7 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c.ctrl.pair_lam = 1.0  # unsupervised: weight of the sample-wise term
     c.ctrl.pairwise = "cosine"
     c.data.augment = "none"
+    c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     c.optim.name = "adam"
     c.optim.lr = 1.5e-4
     c.optim.b1 = 0.5

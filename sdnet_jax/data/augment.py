@@ -133,6 +133,27 @@ def resize_shorter_center_crop(
     return np.ascontiguousarray(out)
 
 
+def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The fixed-resolution transform: the central ``s`` × ``s`` square (``s`` the shorter side),
+    resized (bilinear, antialiased by PIL when shrinking) to ``size`` × ``size``.
+
+    This is "shorter side to ``size``, then the central ``size`` × ``size`` crop" without rounding
+    the longer side; on CelebA (218 × 178) it is the usual "centre crop 178, then resize". The
+    crop comes first, so the filter sees no pixel outside the square; when the shorter side is
+    already ``size`` the result is just the crop.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = np.ascontiguousarray(image[top : top + side, left : left + side])
+    if side == size:
+        return square
+    pil = _to_pil(square).resize((size, size), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(_from_pil(pil, image.shape[-1]))
+
+
 def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """``(images / 255 - mean) / std`` per channel (last axis), as float32."""
     mean_arr = np.asarray(mean, dtype=np.float32)

@@ -14,21 +14,30 @@ Inputs (``manual_dir``):
 * ``imagenet2012``: ``ILSVRC2012_img_train.tar`` and/or ``ILSVRC2012_img_val.tar`` (validation
   labels: the list shipped with TFDS). The unlabelled test archive is not prepared. Images that
   are not RGB or grey JPEGs (a few CMYK JPEGs, one PNG) are re-encoded as RGB JPEGs;
-* ``cifar10_corrupted``: ``CIFAR-10-C.tar`` or its extracted ``CIFAR-10-C/`` folder.
+* ``cifar10_corrupted``: ``CIFAR-10-C.tar`` or its extracted ``CIFAR-10-C/`` folder;
+* ``stl10``: ``stl10_binary.tar.gz`` or its extracted ``stl10_binary/`` folder (``train`` and
+  ``test`` are required, ``unlabelled`` is prepared when ``unlabeled_X.bin`` is there; reading
+  the ``.tar.gz`` decompresses it once per file, so extracting it first is faster);
+* ``celeb_a``: ``img_align_celeba.zip`` (or the extracted ``img_align_celeba/`` folder),
+  ``list_eval_partition.txt`` and ``list_attr_celeba.txt``; ``list_landmarks_align_celeba.txt``
+  and ``identity_CelebA.txt`` are optional (TFDS's ``landmarks`` / ``identity`` features are
+  written as -1 without them). All three TFDS splits (``train``, ``validation``, ``test``).
 
 Use them through ``python -m sdnet_jax.data.prepare`` (:mod:`sdnet_jax.data.prepare`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import pickle
 import struct
 import tarfile
+import zipfile
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -378,10 +387,297 @@ class Cifar10Corrupted(_TfdsCifar10Corrupted, skip_registration=True):
             yield index, {"image": png_bytes(image), "label": int(label)}
 
 
+# --------------------------------------------------------------------------- STL-10
+
+STL10_ARCHIVE = "stl10_binary.tar.gz"
+STL10_FOLDER = "stl10_binary"
+STL10_CLASS_NAMES = (
+    "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
+)  # fmt: skip
+STL10_IMAGE_BYTES = 3 * 96 * 96
+_STL10_SPLITS = {  # split: (images, labels or None)
+    "train": ("train_X.bin", "train_y.bin"),
+    "test": ("test_X.bin", "test_y.bin"),
+    "unlabelled": ("unlabeled_X.bin", None),
+}
+_STL10_CHUNK = 1024  # images decoded at a time
+
+
+def stl10_images(raw: bytes | np.ndarray) -> np.ndarray:
+    """``(N, 96, 96, 3)`` images from STL-10's column-major ``(N, 3, 96, 96)`` bytes (as TFDS)."""
+    array = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes) else raw
+    return array.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1)
+
+
+class Stl10Files:
+    """The STL-10 binary files, in the extracted ``stl10_binary/`` folder or the archive."""
+
+    def __init__(self, manual_dir: str) -> None:
+        self.folder = os.path.join(manual_dir, STL10_FOLDER)
+        self.archive = os.path.join(manual_dir, STL10_ARCHIVE)
+        if os.path.isdir(self.folder):
+            self.archive = None
+            for images, labels in (_STL10_SPLITS["train"], _STL10_SPLITS["test"]):
+                for filename in (images, labels):
+                    if not os.path.isfile(os.path.join(self.folder, filename)):
+                        raise _missing("stl10", manual_dir, f"{STL10_FOLDER}/{filename}")
+        elif not os.path.isfile(self.archive):
+            raise _missing("stl10", manual_dir, f"{STL10_ARCHIVE} or {STL10_FOLDER}/")
+
+    def has(self, filename: str) -> bool:
+        """Whether ``filename`` is there (always true for the archive, which is not scanned: the
+        official one holds every file, and reading a missing member raises)."""
+        return self.archive is not None or os.path.isfile(os.path.join(self.folder, filename))
+
+    @contextlib.contextmanager
+    def open(self, filename: str) -> Iterator[tuple[IO[bytes], int] | None]:
+        """``(file, size in bytes)`` of ``filename``, or ``None`` when it is not there."""
+        if self.archive is None:
+            path = os.path.join(self.folder, filename)
+            if not os.path.isfile(path):
+                yield None
+                return
+            with open(path, "rb") as f:
+                yield f, os.path.getsize(path)
+            return
+        with tarfile.open(self.archive, "r:*") as tar:
+            try:
+                member = tar.getmember(f"{STL10_FOLDER}/{filename}")
+            except KeyError:
+                yield None
+                return
+            f = tar.extractfile(member)
+            yield None if f is None else (f, member.size)
+
+    def read(self, filename: str) -> bytes | None:
+        with self.open(filename) as opened:
+            return None if opened is None else opened[0].read()
+
+
+_TfdsStl10 = tfds.builder_cls("stl10")
+
+
+class Stl10(_TfdsStl10, skip_registration=True):
+    """``stl10`` (``train``, ``test``, and ``unlabelled`` when present) from the binary version."""
+
+    name = "stl10"
+    pkg_dir_path = _TfdsStl10._get_pkg_dir_path()
+    MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.SPECS["stl10"].manual_files
+
+    @staticmethod
+    def find_inputs(manual_dir: str) -> Stl10Files:
+        """The files; raises ``FileNotFoundError`` when neither folder nor archive exist, or the
+        folder lacks a ``train`` / ``test`` file (the archive is checked when read)."""
+        return Stl10Files(manual_dir)
+
+    def _split_generators(self, dl_manager: Any) -> dict[str, KeyedExamples]:
+        files = self.find_inputs(os.fspath(dl_manager.manual_dir))
+        class_names = files.read("class_names.txt")
+        names = [line.strip() for line in (class_names or b"").decode().splitlines()]
+        names = [name for name in names if name] or list(STL10_CLASS_NAMES)
+        self.info.features["label"].names = names
+        generators = {}
+        for split, (images, labels) in _STL10_SPLITS.items():
+            if files.has(images):
+                generators[split] = self._generate_examples(files, images, labels)
+            elif split != "unlabelled":
+                raise _missing(
+                    "stl10", os.fspath(dl_manager.manual_dir), f"{STL10_FOLDER}/{images}"
+                )
+        return generators
+
+    def _generate_examples(
+        self, files: Stl10Files, images_file: str, labels_file: str | None
+    ) -> KeyedExamples:
+        labels = None
+        if labels_file is not None:
+            raw_labels = files.read(labels_file)
+            if raw_labels is None:
+                raise FileNotFoundError(f"stl10: {STL10_FOLDER}/{labels_file} not found")
+            labels = np.frombuffer(raw_labels, dtype=np.uint8).astype(np.int64) - 1  # 1..10
+        with files.open(images_file) as opened:
+            if opened is None:
+                raise FileNotFoundError(f"stl10: {STL10_FOLDER}/{images_file} not found")
+            f, size = opened
+            if size % STL10_IMAGE_BYTES or (
+                labels is not None and size // STL10_IMAGE_BYTES != len(labels)
+            ):
+                raise ValueError(
+                    f"stl10: {images_file} has {size} bytes for "
+                    f"{'?' if labels is None else len(labels)} images of {STL10_IMAGE_BYTES} bytes"
+                )
+            index = 0
+            while chunk := f.read(STL10_IMAGE_BYTES * _STL10_CHUNK):
+                for image in stl10_images(chunk):
+                    label = -1 if labels is None else int(labels[index])
+                    yield index, {"image": png_bytes(image), "label": label}
+                    index += 1
+
+
+# --------------------------------------------------------------------------- CelebA
+
+CELEBA_IMAGES_ZIP = "img_align_celeba.zip"
+CELEBA_IMAGES_FOLDER = "img_align_celeba"
+CELEBA_PARTITION = "list_eval_partition.txt"
+CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
+CELEBA_LANDMARKS = "list_landmarks_align_celeba.txt"
+CELEBA_IDENTITY = "identity_CelebA.txt"
+_CELEBA_SPLITS = {"train": 0, "validation": 1, "test": 2}
+
+
+def read_celeba_table(path: str, *, header: bool) -> tuple[list[str] | None, dict[str, list[int]]]:
+    """``(column names, {file name: int values})`` of a CelebA list file.
+
+    With ``header`` the file starts with the number of rows and a line of column names (the
+    attribute and landmark lists); without it, rows start at the first line (identities).
+    """
+    with open(path) as f:
+        lines = [line.split() for line in f.read().splitlines()]
+    lines = [line for line in lines if line]
+    keys = None
+    if header:
+        keys, lines = lines[1], lines[2:]
+    return keys, {row[0]: [int(v) for v in row[1:]] for row in lines}
+
+
+def rgb_jpeg(data: bytes) -> bytes:
+    """``data`` unchanged if it is an RGB JPEG, else re-encoded as one."""
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format == "JPEG" and image.mode == "RGB":
+            return data
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+        return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _celeba_image_reader(path: str) -> Iterator[Callable[[str], bytes]]:
+    """``read(file name)`` → the JPEG bytes, from the zip or the extracted folder ``path``."""
+    if os.path.isdir(path):
+
+        def read_file(filename: str) -> bytes:
+            with open(os.path.join(path, filename), "rb") as f:
+                return f.read()
+
+        yield read_file
+        return
+    with zipfile.ZipFile(path) as archive:
+        members = {
+            os.path.basename(name): name for name in archive.namelist() if not name.endswith("/")
+        }
+
+        def read_member(filename: str) -> bytes:
+            if filename not in members:
+                raise FileNotFoundError(f"{path} has no image {filename}")
+            return archive.read(members[filename])
+
+        yield read_member
+
+
+_TfdsCelebA = tfds.builder_cls("celeb_a")
+
+
+class CelebA(_TfdsCelebA, skip_registration=True):
+    """``celeb_a`` (``train``, ``validation``, ``test``) from the aligned-and-cropped images and
+    the CelebA list files."""
+
+    name = "celeb_a"
+    pkg_dir_path = _TfdsCelebA._get_pkg_dir_path()
+    MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.SPECS["celeb_a"].manual_files
+
+    @staticmethod
+    def find_inputs(manual_dir: str) -> dict[str, str]:
+        """Paths of the inputs (``images``, ``partition``, ``attributes``, and ``landmarks`` /
+        ``identity`` when present); raises ``FileNotFoundError`` naming a missing required one."""
+        paths = {}
+        folder = os.path.join(manual_dir, CELEBA_IMAGES_FOLDER)
+        archive = os.path.join(manual_dir, CELEBA_IMAGES_ZIP)
+        if os.path.isdir(folder):
+            paths["images"] = folder
+        elif os.path.isfile(archive):
+            paths["images"] = archive
+        else:
+            raise _missing("celeb_a", manual_dir, f"{CELEBA_IMAGES_ZIP} or {CELEBA_IMAGES_FOLDER}/")
+        for key, filename, required in (
+            ("partition", CELEBA_PARTITION, True),
+            ("attributes", CELEBA_ATTRIBUTES, True),
+            ("landmarks", CELEBA_LANDMARKS, False),
+            ("identity", CELEBA_IDENTITY, False),
+        ):
+            path = os.path.join(manual_dir, filename)
+            if os.path.isfile(path):
+                paths[key] = path
+            elif required:
+                raise _missing("celeb_a", manual_dir, filename)
+        return paths
+
+    def _split_generators(self, dl_manager: Any) -> dict[str, KeyedExamples]:
+        paths = self.find_inputs(os.fspath(dl_manager.manual_dir))
+        _, partition = read_celeba_table(paths["partition"], header=False)
+        tables = {
+            key: read_celeba_table(paths[key], header=key != "identity")
+            for key in ("attributes", "landmarks", "identity")
+            if key in paths
+        }
+        features = self.info.features
+        expected = {
+            "attributes": list(features["attributes"].keys()),
+            "landmarks": list(features["landmarks"].keys()),
+        }
+        for key, names in expected.items():
+            if key in tables and set(tables[key][0] or ()) != set(names):
+                raise ValueError(f"celeb_a: the columns of {paths[key]} are not {names}")
+        return {
+            split: self._generate_examples(
+                paths["images"],
+                sorted(name for name, (split_id, *_) in partition.items() if split_id == file_id),
+                tables,
+            )
+            for split, file_id in _CELEBA_SPLITS.items()
+        }
+
+    def _generate_examples(
+        self,
+        images_path: str,
+        filenames: list[str],
+        tables: dict[str, tuple[list[str] | None, dict[str, list[int]]]],
+    ) -> KeyedExamples:
+        features = self.info.features
+        (identity_key,) = features["identity"].keys()
+        missing_landmarks = dict.fromkeys(features["landmarks"].keys(), -1)
+
+        def columns(key: str, filename: str) -> dict[str, int] | None:
+            """``{column: value}`` of ``filename`` in table ``key``; ``None`` without the table."""
+            if key not in tables:
+                return None
+            names, rows = tables[key]
+            if filename not in rows:
+                raise ValueError(f"celeb_a: no {key} row for {filename}")
+            return dict(zip(names or [identity_key], rows[filename], strict=True))
+
+        with _celeba_image_reader(images_path) as read:
+            for filename in filenames:  # sorted, keyed by file name, as TFDS
+                attributes = columns("attributes", filename)
+                assert attributes is not None
+                landmarks = columns("landmarks", filename)
+                identity = columns("identity", filename)
+                yield (
+                    filename,
+                    {
+                        "image": rgb_jpeg(read(filename)),
+                        "attributes": {k: v > 0 for k, v in attributes.items()},  # 1 / -1
+                        "landmarks": missing_landmarks if landmarks is None else landmarks,
+                        "identity": {identity_key: -1} if identity is None else identity,
+                    },
+                )
+
+
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "fashion_mnist": FashionMnist,
     "cifar10": Cifar10,
     "cifar100": Cifar100,
     "imagenet2012": Imagenet2012,
     "cifar10_corrupted": Cifar10Corrupted,
+    "stl10": Stl10,
+    "celeb_a": CelebA,
 }

@@ -8,6 +8,13 @@ A reader ("source") is a sequence of examples ``{'image': uint8 (H, W, C), 'labe
   :class:`DatasetNotFoundError` with the ``python -m sdnet_jax.data.prepare`` command that builds
   them offline.
 
+``stl10`` uses TFDS's labelled ``train`` (5000) and ``test`` (8000) splits (the ``unlabelled``
+split is prepared when present but not read here). ``celeb_a`` has no class label: its ``label``
+is the binary ``Male`` attribute (0 / 1, ``num_classes`` 2), which the CTRL configs do not train
+on (``ctrl.objective='binary'``) and only use to probe the features; TFDS's ``validation`` split
+of CelebA is prepared but, as for every data set, the pipeline carves its validation split out
+of ``train``.
+
 The held-out validation split is carved from ``train`` by the input pipeline, not here.
 """
 
@@ -29,6 +36,8 @@ SUPPORTED = (
     "cifar100",
     "imagenet2012",
     "cifar10_corrupted",
+    "stl10",
+    "celeb_a",
 )
 
 DIGITS_TEST_FRACTION = 0.2
@@ -46,7 +55,8 @@ class DatasetSpec:
 
     Attributes:
       num_classes: number of labels.
-      image_shape: ``(H, W, C)`` of the images the model sees (after the evaluation transform).
+      image_shape: ``(H, W, C)`` of the images the model sees (after the evaluation transform),
+        unless the input pipeline is given an ``image_size`` (then ``(image_size, image_size, C)``).
       mean, std: per-channel normalisation constants on [0, 1] images.
       train_split: split holding the training examples (the validation split is carved from it),
         or ``None`` for evaluation-only data sets.
@@ -54,6 +64,8 @@ class DatasetSpec:
       resize_eval: whether images have varying sizes and go through the ImageNet evaluation
         transform (shorter side to 256, centre crop 224).
       manual_files: what ``--manual_dir`` must hold for ``python -m sdnet_jax.data.prepare``.
+      label_attribute: for data sets without a class label (``celeb_a``), the boolean TFDS
+        ``attributes`` entry read as the 0 / 1 ``label``.
     """
 
     num_classes: int
@@ -64,6 +76,7 @@ class DatasetSpec:
     test_split: str = "test"
     resize_eval: bool = False
     manual_files: str = ""
+    label_attribute: str | None = None
 
 
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -125,6 +138,32 @@ SPECS: dict[str, DatasetSpec] = {
             "CIFAR-10-C.tar (or its extracted CIFAR-10-C/ folder: <corruption>.npy and "
             "labels.npy) from https://zenodo.org/record/2535967"
         ),
+    ),
+    # Train-split mean / global std, as commonly used with torchvision's STL10.
+    "stl10": DatasetSpec(
+        10,
+        (96, 96, 3),
+        (0.4467, 0.4398, 0.4066),
+        (0.2603, 0.2566, 0.2713),
+        manual_files=(
+            "stl10_binary.tar.gz (or its extracted stl10_binary/ folder: train_X.bin, "
+            "train_y.bin, test_X.bin, test_y.bin, optionally unlabeled_X.bin and "
+            "class_names.txt) from https://cs.stanford.edu/~acoates/stl10/"
+        ),
+    ),
+    # No standard constants: [-1, 1] scaling (CTRL maps inputs to [-1, 1] anyway).
+    "celeb_a": DatasetSpec(
+        2,
+        (218, 178, 3),
+        (0.5, 0.5, 0.5),
+        (0.5, 0.5, 0.5),
+        manual_files=(
+            "img_align_celeba.zip (or its extracted img_align_celeba/ folder), "
+            "list_eval_partition.txt and list_attr_celeba.txt, optionally "
+            "list_landmarks_align_celeba.txt and identity_CelebA.txt (else those TFDS features "
+            "are written as -1), from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+        ),
+        label_attribute="Male",
     ),
 }
 
@@ -220,6 +259,25 @@ def open_tfds_split(name: str, split: str, data_dir: str | os.PathLike[str] | No
         raise DatasetNotFoundError(message) from error
 
 
+class AttributeLabelSource:
+    """A :class:`Source` over a TFDS source without ``label``: ``{'image', 'label'}`` with the
+    label read from the boolean ``attributes[attribute]`` (``celeb_a``)."""
+
+    def __init__(self, source: Source, attribute: str) -> None:
+        self.source = source
+        self.attribute = attribute
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]:
+        example = self.source[index]
+        return {
+            "image": example["image"],
+            "label": int(bool(example["attributes"][self.attribute])),
+        }
+
+
 class ArraySource:
     """A :class:`Source` over in-memory arrays."""
 
@@ -267,6 +325,9 @@ def open_splits(name: str, data_dir: str | os.PathLike[str] | None) -> Splits:
         return Splits(name, spec, train, test)
     train = None if spec.train_split is None else open_tfds_split(name, spec.train_split, data_dir)
     test = open_tfds_split(name, spec.test_split, data_dir)
+    if spec.label_attribute is not None:
+        train = None if train is None else AttributeLabelSource(train, spec.label_attribute)
+        test = AttributeLabelSource(test, spec.label_attribute)
     return Splits(name, spec, train, test)
 
 

@@ -11,6 +11,7 @@ seeded permutation (independent of the training seed): ``validation_size`` examp
 count, or a fraction of ``train``) go to validation, the rest is what :func:`train_iterator`
 trains on; both keep the on-disk order. ``test`` is the data set's test split (ImageNet's
 labelled TFDS ``validation`` split). ``cifar10_corrupted[/config]`` has only ``test``.
+``celeb_a``'s ``label`` is its binary ``Male`` attribute (see :mod:`sdnet_jax.data.datasets`).
 
 Training order (wrap-around). The training stream is the concatenation of epoch permutations:
 epoch ``e`` is ``permutation(num_train)`` seeded by ``(seed, e)``, and the global batch of step
@@ -32,6 +33,14 @@ Augmentations (host side, numpy/PIL, per example):
                    random horizontal flip.
 The evaluation transform is the identity, except for ImageNet: shorter side resized to 256 then
 the central 224 × 224 crop (``'cifar'`` on ImageNet pads/crops that 224 × 224 image).
+
+Fixed resolution (``image_size=N``, all three public functions; ``None``: the native size). The
+evaluation transform becomes "central square, resized to N × N" (:func:`augment.center_crop_resize`:
+shorter side to N then the central N × N crop; CelebA's "centre crop 178, resize"), replacing
+ImageNet's 256 / 224 transform; ``'none'``, ``'cifar'`` and ``'flip_crop'`` apply their
+augmentation to that N × N image, and ``'imagenet'`` draws its random-resized crop from the
+original image straight to N × N. :attr:`DatasetInfo.image_shape` is then ``(N, N, C)``. The
+batches stay a function of ``(seed, step)``.
 """
 
 from __future__ import annotations
@@ -135,19 +144,27 @@ def _split_sizes(splits: datasets.Splits, validation_size: int | float) -> tuple
 # --------------------------------------------------------------------------- public API
 
 
-def get_info(name: str, *, data_dir: PathLike | None, validation_size: int | float) -> DatasetInfo:
+def get_info(
+    name: str,
+    *,
+    data_dir: PathLike | None,
+    validation_size: int | float,
+    image_size: int | None = None,
+) -> DatasetInfo:
     """Constants and split sizes of ``name`` (``'base'`` or ``'cifar10_corrupted/<config>'``).
 
-    Opens the data (a file check, nothing compiled): raises :class:`DatasetNotFoundError` if a
-    TFDS data set is not prepared in ``data_dir``, ``ValueError`` for unknown names.
+    ``image_shape`` is ``(image_size, image_size, C)`` when ``image_size`` is given. Opens the
+    data (a file check, nothing compiled): raises :class:`DatasetNotFoundError` if a TFDS data set
+    is not prepared in ``data_dir``, ``ValueError`` for unknown names or a bad ``image_size``.
     """
+    image_size = _check_image_size(image_size)
     splits = datasets.open_splits(name, data_dir)
     num_train, num_validation = _split_sizes(splits, validation_size)
     spec = splits.spec
     return DatasetInfo(
         name=name,
         num_classes=spec.num_classes,
-        image_shape=spec.image_shape,
+        image_shape=_image_shape(spec, image_size),
         num_train=num_train,
         num_validation=num_validation,
         num_test=len(splits.test),
@@ -167,13 +184,15 @@ def train_iterator(
     start_step: int = 0,
     process_index: int | None = None,
     process_count: int | None = None,
+    image_size: int | None = None,
 ) -> Iterator[Batch]:
     """Infinite iterator over this process's slices of the training batches, from ``start_step``.
 
-    See the module docstring for the order, the augmentation seeding and the resumption contract.
-    Arguments are checked (and the data opened) when called, before the first batch is read.
-    ``seed`` may be any int (it is taken modulo 2**64).
+    See the module docstring for the order, the augmentation seeding, the resumption contract and
+    ``image_size``. Arguments are checked (and the data opened) when called, before the first
+    batch is read. ``seed`` may be any int (it is taken modulo 2**64).
     """
+    image_size = _check_image_size(image_size)
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augment {augment!r}; one of {AUGMENTATIONS}")
     if start_step < 0:
@@ -190,6 +209,7 @@ def train_iterator(
         seed=int(seed) % 2**64,
         augment=augment,
         start_step=start_step,
+        image_size=image_size,
         lo=lo,
         hi=hi,
     )
@@ -204,13 +224,15 @@ def eval_iterator(
     validation_size: int | float,
     process_index: int | None = None,
     process_count: int | None = None,
+    image_size: int | None = None,
 ) -> Iterator[Batch]:
     """One pass over ``split`` (``'validation'`` or ``'test'``) in fixed-shape, masked batches.
 
     Yields ``ceil(n / global_batch_size)`` batches on every process; over all batches and
-    processes each example appears exactly once with ``mask == 1``. Arguments are checked (and
-    the data opened) when called.
+    processes each example appears exactly once with ``mask == 1``. ``image_size``: see
+    :func:`get_info`. Arguments are checked (and the data opened) when called.
     """
+    image_size = _check_image_size(image_size)
     if split not in EVAL_SPLITS:
         raise ValueError(f"unknown split {split!r}; one of {EVAL_SPLITS}")
     lo, hi = _process_slice(global_batch_size, process_index, process_count)
@@ -226,10 +248,35 @@ def eval_iterator(
                 f"the validation split of {name!r} is empty (validation_size={validation_size})"
             )
         source = splits.train
-    return _eval_batches(splits, source, indices, global_batch_size=global_batch_size, lo=lo, hi=hi)
+    return _eval_batches(
+        splits,
+        source,
+        indices,
+        global_batch_size=global_batch_size,
+        image_size=image_size,
+        lo=lo,
+        hi=hi,
+    )
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _check_image_size(image_size: int | None) -> int | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral):
+        raise TypeError(f"image_size must be an int or None, got {image_size!r}")
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1 (or None for the native size), got {image_size}")
+    return int(image_size)
+
+
+def _image_shape(spec: datasets.DatasetSpec, image_size: int | None) -> tuple[int, int, int]:
+    """The ``(H, W, C)`` of the images the model sees."""
+    if image_size is None:
+        return spec.image_shape
+    return (image_size, image_size, spec.image_shape[-1])
 
 
 def _process_slice(
@@ -267,8 +314,12 @@ def _example_rng(seed: int, step: int, position: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _AUGMENT_TAG, step, position]))
 
 
-def _eval_transform(image: np.ndarray, spec: datasets.DatasetSpec) -> np.ndarray:
+def _eval_transform(
+    image: np.ndarray, spec: datasets.DatasetSpec, image_size: int | None
+) -> np.ndarray:
     image = augment_lib.as_channels(np.asarray(image), spec.image_shape[-1])
+    if image_size is not None:
+        return augment_lib.center_crop_resize(image, image_size)
     if spec.resize_eval:
         image = augment_lib.resize_shorter_center_crop(
             image, resize=augment_lib.IMAGENET_RESIZE, crop=spec.image_shape[0]
@@ -277,21 +328,29 @@ def _eval_transform(image: np.ndarray, spec: datasets.DatasetSpec) -> np.ndarray
 
 
 def _train_transform(
-    image: np.ndarray, spec: datasets.DatasetSpec, augment: str, rng: np.random.Generator
+    image: np.ndarray,
+    spec: datasets.DatasetSpec,
+    augment: str,
+    rng: np.random.Generator,
+    image_size: int | None,
 ) -> np.ndarray:
     if augment == "imagenet":
         image = augment_lib.as_channels(np.asarray(image), spec.image_shape[-1])
-        return augment_lib.random_resized_crop_flip(image, rng, size=spec.image_shape[:2])
-    image = _eval_transform(image, spec)
+        size = _image_shape(spec, image_size)[:2]
+        return augment_lib.random_resized_crop_flip(image, rng, size=size)
+    image = _eval_transform(image, spec, image_size)
     if augment in ("cifar", "flip_crop"):
         image = augment_lib.pad_crop_flip(image, rng, pad=4)
     return image
 
 
-def _stack(images: list[np.ndarray], labels: list[int], spec: datasets.DatasetSpec) -> Batch:
+def _stack(
+    images: list[np.ndarray], labels: list[int], spec: datasets.DatasetSpec, image_size: int | None
+) -> Batch:
+    shape = _image_shape(spec, image_size)
     for image in images:
-        if image.shape != spec.image_shape:
-            raise ValueError(f"got an image of shape {image.shape}, expected {spec.image_shape}")
+        if image.shape != shape:
+            raise ValueError(f"got an image of shape {image.shape}, expected {shape}")
     return {
         "image": augment_lib.normalize(np.stack(images), spec.mean, spec.std),
         "label": np.asarray(labels, dtype=np.int32),
@@ -306,6 +365,7 @@ def _train_batches(
     seed: int,
     augment: str,
     start_step: int,
+    image_size: int | None,
     lo: int,
     hi: int,
 ) -> Iterator[Batch]:
@@ -322,10 +382,12 @@ def _train_batches(
             order[in_epoch] = _epoch_permutation(seed, int(epoch), num_examples)[offsets[in_epoch]]
         examples = datasets.read_examples(splits.train, train_indices[order])
         images = [
-            _train_transform(example["image"], spec, augment, _example_rng(seed, step, int(j)))
+            _train_transform(
+                example["image"], spec, augment, _example_rng(seed, step, int(j)), image_size
+            )
             for j, example in zip(batch_positions, examples, strict=True)
         ]
-        yield _stack(images, [int(example["label"]) for example in examples], spec)
+        yield _stack(images, [int(example["label"]) for example in examples], spec, image_size)
 
 
 def _eval_batches(
@@ -334,20 +396,21 @@ def _eval_batches(
     indices: np.ndarray,
     *,
     global_batch_size: int,
+    image_size: int | None,
     lo: int,
     hi: int,
 ) -> Iterator[Batch]:
     spec = splits.spec
     num_examples = len(indices)
-    padding = np.zeros(spec.image_shape, dtype=np.uint8)
+    padding = np.zeros(_image_shape(spec, image_size), dtype=np.uint8)
     for batch in range(math.ceil(num_examples / global_batch_size)):
         positions = batch * global_batch_size + np.arange(lo, hi)
         valid = positions < num_examples
         examples = datasets.read_examples(source, indices[positions[valid]])
-        images = [_eval_transform(example["image"], spec) for example in examples]
+        images = [_eval_transform(example["image"], spec, image_size) for example in examples]
         labels = [int(example["label"]) for example in examples]
         num_padding = int(np.sum(~valid))
-        out = _stack(images + [padding] * num_padding, labels + [0] * num_padding, spec)
+        out = _stack(images + [padding] * num_padding, labels + [0] * num_padding, spec, image_size)
         out["image"][~valid] = 0.0
         out["mask"] = valid.astype(np.float32)
         yield out

@@ -2,18 +2,21 @@
 
     python -m sdnet_jax.data.prepare <name> --manual_dir=DIR [--data_dir=DIR]
 
-``<name>`` is ``fashion_mnist``, ``cifar10``, ``cifar100``, ``imagenet2012``,
-``cifar10_corrupted/<corruption>_<severity>`` or ``cifar10_corrupted`` (all 95 configs). Nothing
-is downloaded and TensorFlow is not needed (see :mod:`sdnet_jax.data.builders` for what
-``--manual_dir`` must hold). The result is what ``tfds.data_source(<name>, data_dir=DIR)`` (and
-so :mod:`sdnet_jax.data.input_pipeline`) reads: ``DIR/<name>[/<config>]/<version>/``, with TFDS's
-version, features and split names. An already prepared data set is left as it is.
+``<name>`` is ``fashion_mnist``, ``cifar10``, ``cifar100``, ``imagenet2012``, ``stl10``,
+``celeb_a``, ``cifar10_corrupted/<corruption>_<severity>`` or ``cifar10_corrupted`` (all 95
+configs). Nothing is downloaded and TensorFlow is not needed (see :mod:`sdnet_jax.data.builders`
+for what ``--manual_dir`` must hold). The result is what ``tfds.data_source(<name>,
+data_dir=DIR)`` (and so :mod:`sdnet_jax.data.input_pipeline`) reads:
+``DIR/<name>[/<config>]/<version>/``, with TFDS's version, features and split names. An already
+prepared data set is left as it is.
 
 Examples::
 
     python -m sdnet_jax.data.prepare fashion_mnist \\
         --manual_dir=/usr/share/datasets/fashion-mnist --data_dir=~/tensorflow_datasets
     python -m sdnet_jax.data.prepare cifar10 --manual_dir=~/Downloads --data_dir=~/tensorflow_datasets
+    python -m sdnet_jax.data.prepare stl10 --manual_dir=~/Downloads --data_dir=~/tensorflow_datasets
+    python -m sdnet_jax.data.prepare celeb_a --manual_dir=~/celeba --data_dir=~/tensorflow_datasets
 """
 
 from __future__ import annotations

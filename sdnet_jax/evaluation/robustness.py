@@ -499,9 +499,8 @@ class SplitBatches:
     ) -> None:
         self.config, self.split = config, split
         self.batch_size, self.max_examples, self.data_dir = batch_size, max_examples, data_dir
-        info = input_pipeline.get_info(
-            config.data.name, data_dir=data_dir, validation_size=config.data.validation_size
-        )
+        self.source = {**classifier.data_source(config.data), "data_dir": data_dir}
+        info = input_pipeline.get_info(config.data.name, **self.source)
         total = info.num_test if split == "test" else info.num_validation
         self.num_examples = min(total, max_examples) if max_examples else total
         batch_bytes = 4 * batch_size * math.prod(info.image_shape)
@@ -512,11 +511,7 @@ class SplitBatches:
 
     def _read(self) -> Iterator[Batch]:
         batches = input_pipeline.eval_iterator(
-            self.config.data.name,
-            self.split,
-            data_dir=self.data_dir,
-            global_batch_size=self.batch_size,
-            validation_size=self.config.data.validation_size,
+            self.config.data.name, self.split, global_batch_size=self.batch_size, **self.source
         )
         per_process = self.batch_size // jax.process_count()
         offset = jax.process_index() * per_process + np.arange(per_process)

@@ -93,6 +93,17 @@ def validate_schedule(config: Any) -> None:
     )
 
 
+def data_source(data: Any) -> dict[str, Any]:
+    """Keyword arguments locating ``config.data`` for ``input_pipeline`` (``get_info`` and the
+    iterators): ``data_dir`` ('' = TFDS default), ``validation_size`` and ``image_size`` (0 or
+    absent = native size)."""
+    return {
+        "data_dir": data.data_dir or None,
+        "validation_size": data.validation_size,
+        "image_size": data.get("image_size") or None,
+    }
+
+
 def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
     """Raises a ``ValueError`` naming the first bad field; returns the data set's info.
 
@@ -125,9 +136,7 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
     )
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
-    return input_pipeline.get_info(
-        d.name, data_dir=d.data_dir or None, validation_size=d.validation_size
-    )
+    return input_pipeline.get_info(d.name, **data_source(d))
 
 
 def num_train_steps(config: Any, info: input_pipeline.DatasetInfo) -> int:
@@ -250,10 +259,7 @@ def load_trained(
         config = ml_collections.ConfigDict(json.load(f))
     if data_dir is not None:
         config.data.data_dir = data_dir
-    info = input_pipeline.get_info(
-        config.data.name, data_dir=config.data.data_dir or None,
-        validation_size=config.data.validation_size,
-    )  # fmt: skip
+    info = input_pipeline.get_info(config.data.name, **data_source(config.data))
     model = build_model(config, info)
     total = num_train_steps(config, info)
     tx = optim.make_optimizer(
@@ -288,27 +294,21 @@ def train_and_evaluate(
     learning_rate = optim.schedule(config.optim, total, steps_per_epoch)
     tx = optim.make_optimizer(config.optim, learning_rate)
     data = config.data
-    data_dir = data.data_dir or None
     eval_step = jax.jit(make_eval_step(model))
 
     def train_batches(start_step: int):
         return input_pipeline.train_iterator(
             data.name,
-            data_dir=data_dir,
             global_batch_size=config.batch_size,
             seed=config.seed,
             augment=data.augment,
-            validation_size=data.validation_size,
             start_step=start_step,
+            **data_source(data),
         )
 
     def evaluate(state: TrainState, split: str) -> dict[str, float]:
         batches = input_pipeline.eval_iterator(
-            data.name,
-            split,
-            data_dir=data_dir,
-            global_batch_size=config.eval_batch_size,
-            validation_size=data.validation_size,
+            data.name, split, global_batch_size=config.eval_batch_size, **data_source(data)
         )
         return evaluate_batches(eval_step, state.params, state.model_state, batches, mesh)
 

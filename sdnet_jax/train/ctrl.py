@@ -89,11 +89,7 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
     )
     optim.validate(config.optim, "config.optim")
     classifier.validate_schedule(config)
-    info = input_pipeline.get_info(
-        config.data.name,
-        data_dir=config.data.data_dir or None,
-        validation_size=config.data.validation_size,
-    )
+    info = input_pipeline.get_info(config.data.name, **classifier.data_source(config.data))
     models.get_ctrl_models(  # checks that the strides divide the image size
         m.name, image_shape=info.image_shape, channels=tuple(m.channels), csc=dict(m.csc)
     )
@@ -229,7 +225,6 @@ def _feature_net(config: Any):
 def make_evaluate(config, info, closed_loop, workdir: str):
     """``(state, split) -> metrics``; also writes PNG figures to ``workdir/images``."""
     data = config.data
-    data_dir = data.data_dir or None
     feature_net = _feature_net(config)
     mesh = parallel.data_mesh()
     num_classes = info.num_classes
@@ -252,15 +247,14 @@ def make_evaluate(config, info, closed_loop, workdir: str):
 
     def evaluate(state: CTRLState, split: str) -> dict[str, float]:
         limit = config.eval.max_examples
+        source = classifier.data_source(data)
         batches = input_pipeline.eval_iterator(
-            data.name, split, data_dir=data_dir, global_batch_size=config.eval_batch_size,
-            validation_size=data.validation_size,
-        )  # fmt: skip
+            data.name, split, global_batch_size=config.eval_batch_size, **source
+        )
         z, x, x_hat, z_hat, y = features_of(state, batches, limit)
         train_batches = input_pipeline.train_iterator(
-            data.name, data_dir=data_dir, global_batch_size=config.eval_batch_size, seed=0,
-            augment="none", validation_size=data.validation_size,
-        )  # fmt: skip
+            data.name, global_batch_size=config.eval_batch_size, seed=0, augment="none", **source
+        )
         z_train, *_, y_train = features_of(state, train_batches, config.eval.subspace_fit_examples)
         terms = ops.ctrl_terms(z, z_hat, y, num_classes, config.ctrl.eps_sq)
         results = {k: float(v) for k, v in terms.items()}
@@ -309,9 +303,8 @@ def train_and_evaluate(
 
     def train_batches(start_step: int):
         return input_pipeline.train_iterator(
-            data.name, data_dir=data.data_dir or None, global_batch_size=config.batch_size,
-            seed=config.seed, augment=data.augment, validation_size=data.validation_size,
-            start_step=start_step,
+            data.name, global_batch_size=config.batch_size, seed=config.seed,
+            augment=data.augment, start_step=start_step, **classifier.data_source(data),
         )  # fmt: skip
 
     has_validation = info.num_validation > 0

@@ -86,7 +86,10 @@ class _QuietLibraries(logging_std.Filter):
     """Drops INFO/DEBUG records of chatty libraries (Orbax logs every save step by step)."""
 
     def filter(self, record: logging_std.LogRecord) -> bool:
-        noisy = any(f"{os.sep}{lib}{os.sep}" in record.pathname for lib in ("orbax", "etils", "tensorflow_datasets"))
+        noisy = any(
+            f"{os.sep}{lib}{os.sep}" in record.pathname
+            for lib in ("orbax", "etils", "tensorflow_datasets")
+        )
         return record.levelno >= logging_std.WARNING or not noisy
 
 

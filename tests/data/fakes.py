@@ -8,6 +8,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -152,6 +153,113 @@ def write_cifar10_corrupted(manual_dir: str, num_images: int = 6, seed: int = 0)
     np.save(os.path.join(folder, "labels.npy"), labels)
     np.save(os.path.join(folder, "gaussian_noise.npy"), images)
     return images.reshape(5, num_images, 32, 32, 3)
+
+
+def write_stl10(
+    manual_dir: str,
+    num_train: int = 6,
+    num_test: int = 4,
+    num_unlabelled: int = 3,
+    archive: bool = True,
+    seed: int = 0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``stl10_binary.tar.gz`` (or the extracted ``stl10_binary/`` folder): column-major
+    ``(N, 3, 96, 96)`` uint8 images, labels 1..10, ``class_names.txt``. Returns the
+    ``{'train' / 'test' / 'unlabelled': (images (N, 96, 96, 3), 0-based labels or -1)}`` written."""
+    rng = np.random.default_rng(seed)
+    names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    members = {"class_names.txt": ("\n".join(names) + "\n").encode()}
+    written = {}
+    for split, stem, count in (
+        ("train", "train", num_train),
+        ("test", "test", num_test),
+        ("unlabelled", "unlabeled", num_unlabelled),
+    ):
+        images = rng.integers(0, 256, size=(count, 96, 96, 3), dtype=np.uint8)
+        # image[row, col, ch] = raw[ch, col, row] (column-major per channel)
+        members[f"{stem}_X.bin"] = images.transpose(0, 3, 2, 1).tobytes()
+        labels = np.full(count, -1, dtype=np.int64)
+        if split != "unlabelled":
+            labels = rng.integers(0, 10, size=count)
+            members[f"{stem}_y.bin"] = (labels + 1).astype(np.uint8).tobytes()
+        written[split] = (images, labels)
+    if archive:
+        with tarfile.open(os.path.join(manual_dir, "stl10_binary.tar.gz"), "w:gz") as tar:
+            for member, data in members.items():
+                _add_bytes(tar, f"stl10_binary/{member}", data)
+    else:
+        folder = os.path.join(manual_dir, "stl10_binary")
+        os.makedirs(folder)
+        for member, data in members.items():
+            with open(os.path.join(folder, member), "wb") as f:
+                f.write(data)
+    return written
+
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
+    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
+    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young"
+).split()
+CELEBA_LANDMARKS = (
+    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y "
+    "rightmouth_x rightmouth_y"
+).split()
+
+
+def write_celeb_a(
+    manual_dir: str, partition: tuple[int, ...] = (0, 0, 0, 0, 1, 2, 2, 0), landmarks: bool = True
+) -> dict[str, dict[str, object]]:
+    """``img_align_celeba.zip`` (218 x 178 JPEGs, image 3 a grey one), ``list_eval_partition.txt``,
+    ``list_attr_celeba.txt`` (the real layout: count, header, ±1 columns, CRLF) and, with
+    ``landmarks``, ``list_landmarks_align_celeba.txt`` and ``identity_CelebA.txt``. Image ``i``'s
+    attributes are the bits of ``i + 1`` (unique rows), but ``Male`` is ``i`` odd. Returns
+    ``{file name: {'split', 'image' (the decoded JPEG), 'attributes', 'landmarks', 'identity'}}``
+    (-1 for the landmarks / identity not written)."""
+    rng = np.random.default_rng(0)
+    split_names = {0: "train", 1: "validation", 2: "test"}
+    written: dict[str, dict[str, object]] = {}
+    attr_lines = [str(len(partition)), " ".join(CELEBA_ATTRIBUTES)]
+    landmark_lines = [str(len(partition)), " ".join(CELEBA_LANDMARKS)]
+    identity_lines, partition_lines = [], []
+    with zipfile.ZipFile(os.path.join(manual_dir, "img_align_celeba.zip"), "w") as archive:
+        for i, split in enumerate(partition):
+            name = f"{i + 1:06d}.jpg"
+            image = rng.integers(0, 256, size=(218, 178, 3), dtype=np.uint8)
+            data = jpeg_bytes(image, mode="L" if i == 2 else "RGB")
+            archive.writestr(f"img_align_celeba/{name}", data)
+            attributes = {k: bool((i + 1) >> b & 1) for b, k in enumerate(CELEBA_ATTRIBUTES)}
+            attributes["Male"] = bool(i % 2)
+            marks = {
+                k: int(v) for k, v in zip(CELEBA_LANDMARKS, rng.integers(0, 178, 10), strict=True)
+            }
+            identity = 100 + i
+            signs = ["1" if attributes[k] else "-1" for k in CELEBA_ATTRIBUTES]
+            attr_lines.append(f"{name} " + " ".join(f"{v:>2}" for v in signs))
+            landmark_lines.append(
+                f"{name}   " + "   ".join(str(marks[k]) for k in CELEBA_LANDMARKS)
+            )
+            identity_lines.append(f"{name} {identity}")
+            partition_lines.append(f"{name} {split}")
+            decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            written[name] = {
+                "split": split_names[split],
+                "image": decoded,
+                "attributes": attributes,
+                "landmarks": marks if landmarks else dict.fromkeys(CELEBA_LANDMARKS, -1),
+                "identity": identity if landmarks else -1,
+            }
+    files = {"list_eval_partition.txt": partition_lines, "list_attr_celeba.txt": attr_lines}
+    if landmarks:
+        files["list_landmarks_align_celeba.txt"] = landmark_lines
+        files["identity_CelebA.txt"] = identity_lines
+    for filename, lines in files.items():
+        with open(os.path.join(manual_dir, filename), "w") as f:
+            f.write("\r\n".join(lines) + "\r\n")  # the real files have Windows line ends
+    return written
 
 
 def multiset(images: np.ndarray, labels: np.ndarray) -> list[bytes]:

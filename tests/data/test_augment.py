@@ -117,3 +117,24 @@ def test_normalize_and_channels():
     assert augment.as_channels(grey[..., 0], 1).shape == (4, 4, 1)
     with pytest.raises(ValueError, match="channels"):
         augment.as_channels(_image(4, 4, 4), 3)
+
+
+def test_center_crop_resize():
+    for shape, size in [((218, 178, 3), 64), ((300, 500, 1), 32), ((20, 10, 3), 128)]:
+        out = augment.center_crop_resize(_image(*shape), size)
+        assert out.shape == (size, size, shape[-1]) and out.dtype == np.uint8
+    square = _image(96, 96, 3)
+    np.testing.assert_array_equal(augment.center_crop_resize(square, 96), square)
+    # CelebA: rows 0..19 and 198..217 fall outside the central 178 x 178 square.
+    celeba = np.full((218, 178, 3), 200, dtype=np.uint8)
+    celeba[:20], celeba[198:] = 0, 255
+    assert np.all(augment.center_crop_resize(celeba, 64) == 200)
+    np.testing.assert_array_equal(
+        augment.center_crop_resize(_image(218, 178, 3), 89)[None],
+        augment.center_crop_resize(_image(218, 178, 3)[20:198], 89)[None],
+    )
+    # Same size after cropping: a pure crop of the centre (odd margins round down).
+    wide = _image(10, 15, 1)
+    np.testing.assert_array_equal(augment.center_crop_resize(wide, 10), wide[:, 2:12])
+    with pytest.raises(ValueError, match="size"):
+        augment.center_crop_resize(square, 0)

@@ -188,6 +188,8 @@ MOCKED = [
     "imagenet2012",
     "cifar10_corrupted",
     "cifar10_corrupted/fog_5",
+    "stl10",
+    "celeb_a",
 ]
 
 
@@ -210,6 +212,49 @@ def test_mock_data_works_with_the_iterators(name):
         assert np.all((batch["label"] >= 0) & (batch["label"] < info.num_classes))
 
 
+@pytest.mark.parametrize(
+    ("name", "image_size", "augment"),
+    [
+        ("imagenet2012", 32, "imagenet"),
+        ("imagenet2012", 24, "none"),
+        ("celeb_a", 64, "cifar"),
+        ("stl10", 48, "flip_crop"),
+    ],
+)
+def test_image_size_with_mock_data(name, image_size, augment):
+    kwargs = {"data_dir": None, "validation_size": 2, "image_size": image_size}
+    kwargs |= {"global_batch_size": 4, "process_index": 0, "process_count": 1}
+    with tfds.testing.mock_data(num_examples=6):
+        info = ip.get_info(name, data_dir=None, validation_size=2, image_size=image_size)
+        assert info.image_shape == (image_size, image_size, 3)
+        for split in ("validation", "test"):
+            for batch in ip.eval_iterator(name, split, **kwargs):
+                assert batch["image"].shape == (4, image_size, image_size, 3)
+        train = _take(ip.train_iterator(name, seed=5, augment=augment, **kwargs), 3)
+        again = _take(ip.train_iterator(name, seed=5, augment=augment, start_step=1, **kwargs), 2)
+    assert train[0]["image"].shape == (4, image_size, image_size, 3)
+    _assert_batches_equal(train[1:], again)
+    if name == "celeb_a":  # the Male attribute
+        assert info.num_classes == 2 and set(np.unique(train[0]["label"])) <= {0, 1}
+
+
+def test_image_size_keeps_determinism_and_process_slices():
+    kwargs = {"global_batch_size": 16, "augment": "cifar", "seed": 4, "image_size": 16}
+    whole = _take(_train(**kwargs), 3)
+    assert whole[0]["image"].shape == (16, 16, 16, 1)
+    _assert_batches_equal(whole[1:], _take(_train(start_step=1, **kwargs), 2))
+    parts = [_take(_train(process_index=p, process_count=2, **kwargs), 3) for p in (0, 1)]
+    for step in range(3):
+        joined = np.concatenate([parts[0][step]["image"], parts[1][step]["image"]])
+        np.testing.assert_array_equal(joined, whole[step]["image"])
+    native = _take(_train(**{**kwargs, "image_size": 8}), 1)[0]  # digits are 8 x 8 already
+    _assert_batches_equal([native], _take(_train(**{**kwargs, "image_size": None}), 1))
+    batches = _eval("test", image_size=12)
+    assert batches[0]["image"].shape == (8, 12, 12, 1)
+    info = ip.get_info("digits", data_dir=None, validation_size=0, image_size=12)
+    assert info.image_shape == (12, 12, 1)
+
+
 # ------------------------------------------------------------------ errors
 
 
@@ -220,6 +265,8 @@ def test_missing_data_dir_raises_with_prepare_instructions(tmp_path):
         ("fashion_mnist", "t10k-labels-idx1-ubyte.gz"),
         ("imagenet2012", "ILSVRC2012_img_val.tar"),
         ("cifar10_corrupted/fog_5", "CIFAR-10-C.tar"),
+        ("stl10", "stl10_binary.tar.gz"),
+        ("celeb_a", "list_attr_celeba.txt"),
     ]:
         with pytest.raises(ip.DatasetNotFoundError) as error:
             ip.get_info(name, data_dir=str(missing), validation_size=0)
@@ -265,6 +312,13 @@ def test_argument_errors():
             ip.get_info("digits", data_dir=None, validation_size=bad)
     with pytest.raises(TypeError, match="validation_size"):
         ip.get_info("digits", data_dir=None, validation_size=True)
+    for bad, error in ((0, ValueError), (-3, ValueError), (32.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="image_size"):
+            ip.get_info("digits", data_dir=None, validation_size=0, image_size=bad)
+        with pytest.raises(error, match="image_size"):
+            _train(image_size=bad)
+        with pytest.raises(error, match="image_size"):
+            _eval("test", image_size=bad)
 
 
 def test_default_process_index_and_count():

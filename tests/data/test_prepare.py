@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sdnet_jax.data import builders, datasets, prepare
+from sdnet_jax.data import augment, builders, datasets, prepare
 from sdnet_jax.data import input_pipeline as ip
 from tests.data import fakes
 
@@ -190,6 +190,98 @@ def test_cifar10_corrupted_round_trip(tmp_path):
         )
 
 
+def _read_split(name: str, split: str, data_dir) -> list[dict]:
+    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    return [source[i] for i in range(len(source))]
+
+
+def test_stl10_round_trip(tmp_path):
+    manual_dir, data_dir = tmp_path / "manual", tmp_path / "data"
+    manual_dir.mkdir()
+    written = fakes.write_stl10(os.fspath(manual_dir))  # the .tar.gz, with unlabeled_X.bin
+    prepare.main(["stl10", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
+    builder = tfds.builder("stl10", data_dir=data_dir)
+    assert builder.info.file_format.value == "array_record"
+    assert builder.info.features["label"].names[:3] == ["airplane", "bird", "car"]
+    for split in ("train", "test", "unlabelled"):  # TFDS's image layout: image[r, c] = raw[:, c, r]
+        examples = _read_split("stl10", split, data_dir)
+        got = fakes.multiset([e["image"] for e in examples], [e["label"] + 1 for e in examples])
+        images, labels = written[split]
+        assert got == fakes.multiset(images, labels + 1)  # unlabelled: -1
+
+    info = ip.get_info("stl10", data_dir=os.fspath(data_dir), validation_size=2)
+    assert (info.num_classes, info.image_shape) == (10, (96, 96, 3))
+    assert (info.num_train, info.num_validation, info.num_test) == (4, 2, 4)
+    test = _all_eval("stl10", "test", os.fspath(data_dir), batch=3, validation_size=2)
+    got = fakes.unnormalize(test["image"], info.mean, info.std)
+    assert fakes.multiset(got, test["label"]) == fakes.multiset(*written["test"])
+
+
+def test_stl10_from_folder_without_unlabelled(tmp_path):
+    manual_dir, data_dir = tmp_path / "manual", tmp_path / "data"
+    manual_dir.mkdir()
+    written = fakes.write_stl10(os.fspath(manual_dir), archive=False)
+    os.remove(manual_dir / "stl10_binary" / "unlabeled_X.bin")
+    prepare.prepare("stl10", manual_dir=os.fspath(manual_dir), data_dir=os.fspath(data_dir))
+    assert set(tfds.builder("stl10", data_dir=data_dir).info.splits) == {"train", "test"}
+    examples = _read_split("stl10", "train", data_dir)
+    got = fakes.multiset([e["image"] for e in examples], [e["label"] for e in examples])
+    assert got == fakes.multiset(*written["train"])
+    os.remove(manual_dir / "stl10_binary" / "test_y.bin")
+    with pytest.raises(FileNotFoundError, match=r"test_y\.bin"):
+        prepare.prepare("stl10", manual_dir=os.fspath(manual_dir), data_dir=os.fspath(data_dir))
+
+
+def _by_attributes(examples: list[dict], written: dict) -> dict[str, dict]:
+    """File name → example (the fake's attribute rows are unique)."""
+    key = lambda attributes: tuple(bool(attributes[k]) for k in fakes.CELEBA_ATTRIBUTES)
+    names = {key(w["attributes"]): name for name, w in written.items()}
+    return {names[key(e["attributes"])]: e for e in examples}
+
+
+@pytest.mark.parametrize("optional_files", [True, False])
+def test_celeb_a_round_trip(tmp_path, optional_files):
+    manual_dir, data_dir = tmp_path / "manual", tmp_path / "data"
+    manual_dir.mkdir()
+    written = fakes.write_celeb_a(os.fspath(manual_dir), landmarks=optional_files)
+    prepare.main(["celeb_a", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
+    builder = tfds.builder("celeb_a", data_dir=data_dir)
+    assert builder.info.version == datasets.tfds_version("celeb_a")
+    for split, count in (("train", 5), ("validation", 1), ("test", 2)):
+        examples = _by_attributes(_read_split("celeb_a", split, data_dir), written)
+        assert sorted(examples) == sorted(n for n, w in written.items() if w["split"] == split)
+        assert builder.info.splits[split].num_examples == count
+        for name, example in examples.items():
+            expected = written[name]
+            assert example["image"].shape == (218, 178, 3)  # the grey JPEG too
+            if name == "000003.jpg":  # grey: re-encoded as an RGB JPEG
+                error = np.abs(example["image"].astype(int) - expected["image"])
+                assert error.mean() < 2 and np.ptp(example["image"], axis=-1).max() <= 2
+            else:  # the JPEG bytes are stored unchanged
+                np.testing.assert_array_equal(example["image"], expected["image"])
+            assert example["landmarks"] == expected["landmarks"]
+            assert example["identity"] == {"Identity_No": expected["identity"]}
+
+    # The pipeline: label = Male, 64 x 64 = central 178 x 178 square resized.
+    data_dir = os.fspath(data_dir)
+    info = ip.get_info("celeb_a", data_dir=data_dir, validation_size=1, image_size=64)
+    assert (info.num_classes, info.image_shape) == (2, (64, 64, 3))
+    assert (info.num_train, info.num_validation, info.num_test) == (4, 1, 2)
+    test = _all_eval("celeb_a", "test", data_dir, batch=4, validation_size=1)  # native size
+    assert test["image"].shape == (2, 218, 178, 3)
+    batches = ip.eval_iterator(
+        "celeb_a", "test", data_dir=data_dir, global_batch_size=2, validation_size=1,
+        process_index=0, process_count=1, image_size=64,
+    )  # fmt: skip
+    (batch,) = list(batches)
+    got = fakes.unnormalize(batch["image"], info.mean, info.std)
+    tests = [w for w in written.values() if w["split"] == "test"]
+    assert sorted(batch["label"].tolist()) == sorted(int(w["attributes"]["Male"]) for w in tests)
+    source = tfds.data_source("celeb_a", split="test", data_dir=data_dir)
+    expected = [augment.center_crop_resize(source[i]["image"], 64) for i in range(2)]
+    np.testing.assert_array_equal(got, np.stack(expected))
+
+
 def test_prepare_without_tensorflow(tmp_path):
     """Prepare + read in a fresh interpreter: TensorFlow is never imported."""
     script = textwrap.dedent(
@@ -222,6 +314,10 @@ def test_prepare_errors(tmp_path):
         prepare.prepare("cifar10", manual_dir=os.fspath(tmp_path), data_dir=None)
     with pytest.raises(FileNotFoundError, match=r"ILSVRC2012_img_train\.tar"):
         prepare.prepare("imagenet2012", manual_dir=os.fspath(tmp_path), data_dir=None)
+    with pytest.raises(FileNotFoundError, match=r"stl10_binary\.tar\.gz"):
+        prepare.prepare("stl10", manual_dir=os.fspath(tmp_path), data_dir=None)
+    with pytest.raises(FileNotFoundError, match=r"img_align_celeba\.zip"):
+        prepare.prepare("celeb_a", manual_dir=os.fspath(tmp_path), data_dir=None)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         prepare.prepare("cifar100", manual_dir=os.fspath(tmp_path / "nope"), data_dir=None)
     with pytest.raises(ValueError, match="nothing to prepare"):

@@ -145,6 +145,14 @@ def num_train_steps(config: Any, info: input_pipeline.DatasetInfo) -> int:
     return math.ceil(config.num_epochs * info.num_train / config.batch_size)
 
 
+def make_optimizer(config: Any, info: input_pipeline.DatasetInfo):
+    """``(learning-rate schedule, optax optimizer)`` of ``config.optim`` over the run's steps
+    (step-schedule boundaries in epochs)."""
+    steps_per_epoch = info.num_train / config.batch_size
+    learning_rate = optim.schedule(config.optim, num_train_steps(config, info), steps_per_epoch)
+    return learning_rate, optim.make_optimizer(config.optim, learning_rate)
+
+
 def build_model(config: Any, info: input_pipeline.DatasetInfo) -> nn.Module:
     """The registered model of ``config.model`` (``stage_sizes`` overrides its depth when set)."""
     stage_sizes = config.model.get("stage_sizes") or ()  # absent in configs saved before it existed
@@ -261,10 +269,7 @@ def load_trained(
         config.data.data_dir = data_dir
     info = input_pipeline.get_info(config.data.name, **data_source(config.data))
     model = build_model(config, info)
-    total = num_train_steps(config, info)
-    tx = optim.make_optimizer(
-        config.optim, optim.schedule(config.optim, total, info.num_train / config.batch_size)
-    )
+    _, tx = make_optimizer(config, info)
     init_state = make_init_state(model, tx, info.image_shape)
     shapes = jax.eval_shape(init_state, jax.random.key(0))
     sharding = parallel.tree_replicated(shapes, parallel.data_mesh())
@@ -290,9 +295,7 @@ def train_and_evaluate(
     mesh = parallel.data_mesh()
     model = build_model(config, info)
     total = num_train_steps(config, info)
-    steps_per_epoch = info.num_train / config.batch_size
-    learning_rate = optim.schedule(config.optim, total, steps_per_epoch)
-    tx = optim.make_optimizer(config.optim, learning_rate)
+    learning_rate, tx = make_optimizer(config, info)
     data = config.data
     eval_step = jax.jit(make_eval_step(model))
 

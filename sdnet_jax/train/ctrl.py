@@ -18,6 +18,7 @@ checkpoints, resume, SIGTERM handling and logging — is the shared loop of
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -32,7 +33,7 @@ import optax
 from sdnet_jax import models, ops
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import ctrl_metrics, feature_nets
-from sdnet_jax.train import classifier, loop, optim, parallel
+from sdnet_jax.train import checkpoint, classifier, loop, optim, parallel
 from sdnet_jax.viz import atom_grid
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")
@@ -137,6 +138,17 @@ def _run(module: nn.Module, params, state, x, train: bool = True):
         return module.apply({"params": params, **state}, x, train=False), state
     out, new_state = module.apply({"params": params, **state}, x, train=True, mutable=list(state))
     return out, dict(new_state)
+
+
+def make_optimizers(config: Any, info: input_pipeline.DatasetInfo):
+    """``(learning_rate schedule, encoder optimizer, decoder optimizer)``: the same recipe, two
+    independent optax states."""
+    learning_rate = optim.schedule(config.optim, classifier.num_train_steps(config, info))
+    return (
+        learning_rate,
+        optim.make_optimizer(config.optim, learning_rate),
+        optim.make_optimizer(config.optim, learning_rate),
+    )
 
 
 def make_init_state(encoder, decoder, tx_enc, tx_dec, image_shape):
@@ -285,6 +297,90 @@ def first_stage_atoms(params: Any) -> dict[str, np.ndarray]:
     return {"encoder_atoms": atom_grid(ctrl_metrics.first_stage_dictionary(jax.device_get(params)))}
 
 
+def load_trained(workdir: str, *, which: str | int = "latest", data_dir: str | None = None):
+    """Restores a trained CTRL run: ``(config, encoder, decoder, state, info)``.
+
+    ``which`` is ``'latest'`` or a step number; ``data_dir`` overrides ``config.data.data_dir``.
+    """
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if data_dir is not None:
+        config.data.data_dir = data_dir
+    info = input_pipeline.get_info(config.data.name, **classifier.data_source(config.data))
+    encoder, decoder = build_models(config, info)
+    _, tx_enc, tx_dec = make_optimizers(config, info)
+    init_state = make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape)
+    shapes = jax.eval_shape(init_state, jax.random.key(0))
+    sharding = parallel.tree_replicated(shapes, parallel.data_mesh())
+    manager = checkpoint.make_manager(workdir, max_to_keep=config.max_to_keep)
+    step = manager.latest_step() if which == "latest" else int(which)
+    if step is None:
+        raise ValueError(f"no checkpoint found in {workdir}/checkpoints.")
+    state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
+    manager.close()
+    return config, encoder, decoder, state, info
+
+
+def to_model_images(images01: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """[0, 1] NHWC images of any size/channels -> [-1, 1] images of ``image_shape`` (bilinear
+    resize; grey <-> RGB by repetition / BT.601 luma)."""
+    h, w, c = image_shape
+    x = jnp.asarray(images01, jnp.float32)
+    if x.shape[-1] != c:
+        x = jnp.repeat(x, c, axis=-1) if x.shape[-1] == 1 else (
+            x @ jnp.asarray([0.299, 0.587, 0.114])[:, None]
+        )  # fmt: skip
+    x = jax.image.resize(x, (x.shape[0], h, w, c), method="bilinear", antialias=True)
+    return np.asarray(2.0 * jnp.clip(x, 0.0, 1.0) - 1.0)
+
+
+def transfer_reconstruction(
+    workdir: str,
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    max_examples: int = 1000,
+    batch_size: int = 250,
+) -> dict[str, Any]:
+    """Reconstructs the test split of another data set with a trained CTRL model.
+
+    The images are resized / converted to the model's input shape, passed through ``g(f(·))``, and
+    the PSNR / MSE are reported; a grid of X beside X̂ is written to
+    ``workdir/images/transfer_<dataset>.png``.
+    """
+    config, encoder, decoder, state, info = load_trained(workdir)
+    other = input_pipeline.get_info(dataset, data_dir=data_dir, validation_size=0)
+    batches = input_pipeline.eval_iterator(
+        dataset, "test", data_dir=data_dir, global_batch_size=batch_size, validation_size=0
+    )
+    closed_loop = make_closed_loop(encoder, decoder)
+    mesh = parallel.data_mesh()
+    xs, x_hats, seen = [], [], 0
+    mean, std = np.asarray(other.mean), np.asarray(other.std)
+    for batch in batches:
+        keep = np.asarray(batch["mask"], bool)
+        x = to_model_images(np.asarray(batch["image"]) * std + mean, info.image_shape)
+        _, x_hat, _ = closed_loop(state, parallel.shard_batch({"x": x}, mesh)["x"])
+        xs.append(x[keep]), x_hats.append(np.asarray(jax.device_get(x_hat))[keep])
+        seen += int(keep.sum())
+        if seen >= max_examples:
+            break
+    x, x_hat = np.concatenate(xs)[:max_examples], np.concatenate(x_hats)[:max_examples]
+    out = os.path.join(workdir, "images")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, f"transfer_{dataset.replace('/', '_')}.png")
+    if parallel.is_main_process():
+        ctrl_metrics.save_reconstruction_grid(path, x, x_hat)
+    return {
+        "trained_on": config.data.name,
+        "reconstructed": dataset,
+        "num_examples": len(x),
+        "psnr": float(ctrl_metrics.psnr(x, x_hat).mean),
+        "mse": float(np.mean(ctrl_metrics.mse(x, x_hat))),
+        "grid": path,
+    }
+
+
 # ----------------------------------------------------------------------------- job
 
 
@@ -295,9 +391,7 @@ def train_and_evaluate(
     info = validate_config(config)
     encoder, decoder = build_models(config, info)
     total = classifier.num_train_steps(config, info)
-    learning_rate = optim.schedule(config.optim, total)
-    tx_enc = optim.make_optimizer(config.optim, learning_rate)
-    tx_dec = optim.make_optimizer(config.optim, learning_rate)
+    learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     objective = objective_fn(config, info.num_classes)
     data = config.data
 

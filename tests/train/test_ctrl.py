@@ -155,3 +155,16 @@ def test_bad_ctrl_config_is_a_clear_error(section, field, value, tmp_path):
     config[section][field] = value
     with pytest.raises(ValueError, match=f"config.{section}.{field}".replace(".", r"\.")):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+
+
+def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path):
+    config = load_config("ctrl_fashion_mnist_csc")
+    with tfds.testing.mock_data(num_examples=48):
+        ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+    # a model trained on (mock) 28x28 Fashion-MNIST reconstructs 8x8 digits resized to 28x28
+    result = ctrl.transfer_reconstruction(os.fspath(tmp_path), "digits", max_examples=40)
+    assert result["trained_on"] == "fashion_mnist" and result["reconstructed"] == "digits"
+    assert result["num_examples"] == 40 and np.isfinite(result["psnr"])
+    assert os.path.exists(result["grid"])
+    *_, state, info = ctrl.load_trained(os.fspath(tmp_path))
+    assert info.image_shape == (28, 28, 1) and int(state.step) == 2

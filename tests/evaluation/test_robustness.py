@@ -167,7 +167,8 @@ def test_adaptive_rule_is_fitted_on_validation_only(sdnet_run):
     assert set(sdnet_run["reads"]) == {"test", "validation"}
     rule = report["adaptive"]["rule"]
     assert rule["fitted_on"] == "validation"
-    assert (rule["lam_min"], rule["lam_max"]) == (min(LAMS), max(LAMS))
+    best = [p["best_lam"] for p in rule["points"]]  # clipped to the λs best on validation
+    assert (rule["lam_min"], rule["lam_max"]) == (min(best), max(best))
     # the fitted points are the validation sweep's cells, not the test ones
     validation_defaults = {
         (r["corruption"], r["severity"]): r["recon_error"]

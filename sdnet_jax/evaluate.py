@@ -16,11 +16,10 @@ The eval config is validated before anything compiles. Multi-host: pass
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sdnet_jax import cli
 from sdnet_jax.evaluation import robustness
 
 FLAGS = flags.FLAGS
@@ -28,10 +27,7 @@ config_flags.DEFINE_config_dict(
     "config", robustness.default_config(), "robustness evaluation options", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "the training run's directory (config.json, checkpoints)")
-flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with auto-detection")
-flags.DEFINE_string("coordinator_address", None, "multi-process: HOST:PORT of process 0")
-flags.DEFINE_integer("num_processes", None, "multi-process: number of processes")
-flags.DEFINE_integer("process_id", None, "multi-process: index of this process")
+cli.define_multihost_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -39,34 +35,17 @@ def main(argv: list[str]) -> None:
     """Starts the multi-process runtime if asked, then runs the evaluation (library call)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from sdnet_jax.train import metrics, parallel
-
-    parallel.initialize_distributed(
-        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
-    )
-    metrics.quiet_library_logs()
+    cli.initialize_multihost()
     try:
         report = robustness.evaluate_checkpoint(FLAGS.workdir, FLAGS.config.eval)
     except ValueError as err:  # config / checkpoint / data errors: one clear line
-        sys.stderr.write(f"FATAL config error: {err}\n")
-        sys.exit(1)
+        cli.fail(err)
     logging.info("done in %.0fs", report["elapsed_s"])
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with override mistakes (unknown field, wrong type) as one line."""
-    try:
-        return FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as err:
-        message = str(err).strip("'\"").replace("\\'", "'").replace("\\n", " ")
-        sys.stderr.write(f"FATAL Flags parsing error: {' '.join(message.split())}\n")
-        sys.stderr.write("Pass --helpfull to see help on flags.\n")
-        sys.exit(1)
-
-
-def cli() -> None:
-    app.run(main, flags_parser=parse_flags)
+def cli_main() -> None:
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    cli()
+    cli_main()

@@ -15,6 +15,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sdnet_jax import cli
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and results")
@@ -44,35 +46,18 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Make the repo-root `configs` package importable for configs that import their base.
     sys.path.insert(0, os.getcwd())
-    from sdnet_jax.train import parallel
-
-    parallel.initialize_distributed(
-        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
-    )
+    cli.initialize_multihost()
     os.makedirs(FLAGS.workdir, exist_ok=True)
     try:
         results = run(FLAGS.config, FLAGS.workdir)
     except ValueError as err:  # config / data errors: one clear line, nothing compiled
-        sys.stderr.write(f"FATAL config error: {err}\n")
-        sys.exit(1)
+        cli.fail(err)
     logging.info("results: %s", results)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with config override mistakes (an unknown or misspelt field of the locked
-    config, a value of the wrong type) reported as one line instead of a traceback."""
-    try:
-        return FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as err:
-        message = str(err).strip("'\"").replace("\\'", "'").replace("\\n", " ")
-        sys.stderr.write(f"FATAL Flags parsing error: {' '.join(message.split())}\n")
-        sys.stderr.write("Pass --helpfull to see help on flags.\n")
-        sys.exit(1)
-
-
-def cli() -> None:
-    app.run(main, flags_parser=parse_flags)
+def cli_main() -> None:
+    cli.run(main)
 
 
 if __name__ == "__main__":
-    cli()
+    cli_main()

@@ -328,14 +328,4 @@ def train_and_evaluate(
         summaries=lambda state: stem_atoms(state.params),
         learning_rate=learning_rate,
     )
-    return loop.run(
-        task,
-        workdir=workdir,
-        config_json=config.to_json_best_effort(indent=2),
-        seed=config.seed,
-        log_every_steps=config.log_every_steps,
-        eval_every_steps=config.eval_every_steps,
-        checkpoint_every_steps=config.checkpoint_every_steps,
-        max_to_keep=config.max_to_keep,
-        stop_after_steps=stop_after_steps,
-    )
+    return loop.run_with_config(task, config, workdir, stop_after_steps=stop_after_steps)

@@ -191,6 +191,25 @@ def run(
     return results
 
 
+def run_with_config(
+    task: Task, config: Any, workdir: str, *, stop_after_steps: int | None = None
+) -> dict[str, Any]:
+    """:func:`run` with the schedule fields every training config has (``seed``,
+    ``log_every_steps``, ``eval_every_steps``, ``checkpoint_every_steps``, ``max_to_keep``); the
+    config is saved as ``workdir/config.json``."""
+    return run(
+        task,
+        workdir=workdir,
+        config_json=config.to_json_best_effort(indent=2),
+        seed=config.seed,
+        log_every_steps=config.log_every_steps,
+        eval_every_steps=config.eval_every_steps,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        max_to_keep=config.max_to_keep,
+        stop_after_steps=stop_after_steps,
+    )
+
+
 def _stack(pending: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
     return {k: jnp.stack([m[k] for m in pending]) for k in pending[0]}
 

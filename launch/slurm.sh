@@ -156,7 +156,7 @@ generate() {
   echo
   echo "export SDNET_PYTHON=$(shq "$PYTHON_BIN")"
   echo "export SDNET_MODULE=$(shq "$MODULE")"
-  echo "COORDINATOR_HOST=\$(scontrol show hostnames \"\$SLURM_JOB_NODELIST\" | head -n 1)"
+  echo "COORDINATOR_HOST=\$(scontrol show hostnames \"\$SLURM_JOB_NODELIST\" | sed -n 1p)"
   if [[ -n "$PORT" ]]; then
     echo "COORDINATOR_PORT=$PORT"
   else

@@ -384,7 +384,7 @@ def test_slurm_dry_run_prints_script_and_submits_nothing(tmp_path):
         "#SBATCH --time=01:00:00",
         f"#SBATCH --chdir={tmp_path}",
         "source ~/venv/bin/activate",
-        'COORDINATOR_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'COORDINATOR_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
         "srun --kill-on-bad-exit=1 bash -c '",
         "    --coordinator_address=$COORDINATOR_ADDRESS \\",
         "    --num_processes=$SLURM_NTASKS \\",

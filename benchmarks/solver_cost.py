@@ -12,36 +12,15 @@ the two programs, median over repeats; absolute times are context only.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import time
 from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.common import header, median_ratio, write_json
 from sdnet_jax import ops
 
 SHAPES = {"stem 3->64": (3, 64), "body 64->64": (64, 64)}
-
-
-def _time(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
-
-
-def median_ratio(fn_a, fn_b, args, repeats: int) -> tuple[float, float, float]:
-    """Median of per-repeat ``t_a / t_b`` (interleaved), plus the median times."""
-    for fn in (fn_a, fn_b):  # compile and warm up
-        jax.block_until_ready(fn(*args))
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_time(fn_a, *args))
-        tb.append(_time(fn_b, *args))
-    ratios = np.array(ta) / np.array(tb)
-    return float(np.median(ratios)), float(np.median(ta)), float(np.median(tb))
 
 
 def build(num_iters: int, hw: tuple[int, int]):
@@ -98,11 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"   ({1e3 * t_conv:.1f} / {1e3 * t_conv_fb:.1f})",
                 flush=True,
             )
-    result = dict(jax=jax.__version__, batch=args.batch, size=args.size, rows=rows)
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    result = dict(header(), batch=args.batch, size=args.size, rows=rows)
+    write_json(args.json, result)
     return result
 
 

@@ -20,8 +20,10 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c.ctrl.objective = "multiclass"  # 'multiclass' | 'binary' | 'unsupervised'
     c.ctrl.eps_sq = 0.5
     c.ctrl.n_inner = 1  # encoder steps per decoder step
-    c.ctrl.pair_lam = 1.0  # unsupervised: weight of the sample-wise term
-    c.ctrl.pairwise = "cosine"
+    c.ctrl.pair_lam = (
+        0.0  # weight of the sample-wise self-consistency sum_i D(z_i, z^_i), both players
+    )
+    c.ctrl.pairwise = "cosine"  # D: 'cosine' | 'l2'
     c.data.augment = "none"
     c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     c.optim.name = "adam"

@@ -10,7 +10,7 @@ Spectral norm:
 Lasso:
   solve_lasso, ista, fista, sdnet_fista, lasso_objective, optimality_gap, momentum_coefficients
 Rate reduction (MCR², CTRL):
-  coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms,
+  coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms, sample_distance,
   ctrl_multiclass_objective, ctrl_binary_objective, ctrl_unsupervised_objective, PAIRWISE_DISTANCES
 """
 
@@ -47,6 +47,7 @@ from sdnet_jax.ops.rates import (
     ctrl_unsupervised_objective,
     pairwise_rate_reduction,
     rate_reduction,
+    sample_distance,
 )
 from sdnet_jax.ops.spectral import adjoint, power_iteration
 
@@ -80,6 +81,7 @@ __all__ = [
     "pairwise_rate_reduction",
     "power_iteration",
     "rate_reduction",
+    "sample_distance",
     "sdnet_fista",
     "soft_threshold",
     "solve_lasso",

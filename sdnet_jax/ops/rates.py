@@ -268,15 +268,19 @@ def _ctrl_terms(z, z_hat, labels, eps_sq, num_classes):
 
 
 @partial(jax.jit, static_argnames=("pairwise",))
-def _ctrl_unsupervised(z, z_hat, lam, eps_sq, pairwise):
+def _sample_distance(z, z_hat, pairwise):
     z, z_hat = _upcast(z, z_hat)
     if pairwise == "l2":
-        dist = jnp.sum((z - z_hat) ** 2, axis=-1)
-    else:
-        dist = 1.0 - jnp.sum(z * z_hat, axis=-1)
+        return jnp.sum((z - z_hat) ** 2)
+    return jnp.sum(1.0 - jnp.sum(z * z_hat, axis=-1))
+
+
+def _ctrl_unsupervised(z, z_hat, lam, eps_sq, pairwise):
+    dist = _sample_distance(z, z_hat, pairwise)
+    z, z_hat = _upcast(z, z_hat)
     union = jnp.concatenate([z, z_hat], axis=0)
     r_union, r_z, r_hat = _whole_rates(union, z, z_hat, eps_sq=eps_sq)
-    return r_z + (r_union - 0.5 * (r_z + r_hat)) - lam * jnp.sum(dist)
+    return r_z + (r_union - 0.5 * (r_z + r_hat)) - lam * dist
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,6 +376,19 @@ def ctrl_binary_objective(
     CTRL reference code.
     """
     return pairwise_rate_reduction(z, z_hat, eps_sq)
+
+
+def sample_distance(z: jax.Array, z_hat: jax.Array, pairwise: str = "cosine") -> jax.Array:
+    """Sample-wise distance ``Σ_i D(z_i, ẑ_i)`` → scalar (a sum over the batch, not a mean).
+
+    ``'l2'``: ``D = ‖z_i − ẑ_i‖²``; ``'cosine'``: ``D = 1 − ⟨z_i, ẑ_i⟩`` (the cosine distance for
+    unit-norm rows; rows are not re-normalised). ``z``, ``z_hat``: (m, d), row ``i`` of ``z_hat`` the
+    re-encoding of row ``i`` of ``z``. It stands in for the sample-wise rate reduction
+    ``Σ_i ΔR(z_i, ẑ_i)`` of the unsupervised CTRL objective.
+    """
+    _check_pair(z, z_hat, same_shape=True)
+    _checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
+    return _sample_distance(z, z_hat, pairwise)
 
 
 def ctrl_unsupervised_objective(

@@ -77,6 +77,11 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
     check(c.objective in OBJECTIVES, f"config.ctrl.objective must be one of {OBJECTIVES}.")
     check(c.eps_sq > 0, f"config.ctrl.eps_sq must be > 0, got {c.eps_sq!r}.")
     check(isinstance(c.n_inner, int) and c.n_inner >= 1, "config.ctrl.n_inner must be an int >= 1.")
+    check(c.pair_lam >= 0, f"config.ctrl.pair_lam must be >= 0, got {c.pair_lam!r}.")
+    check(
+        c.objective != "unsupervised" or c.pair_lam > 0,
+        "config.ctrl.pair_lam must be > 0 with the unsupervised objective (its sample-wise term).",
+    )
     check(
         c.pairwise in ops.PAIRWISE_DISTANCES, f"config.ctrl.pairwise in {ops.PAIRWISE_DISTANCES}."
     )
@@ -115,15 +120,29 @@ def build_models(config: Any, info: input_pipeline.DatasetInfo) -> tuple[nn.Modu
 
 
 def objective_fn(config: Any, num_classes: int):
-    """``(z, z_hat, labels) -> T`` for ``config.ctrl.objective``."""
+    """``(z, z_hat, labels) -> (T, D)`` for ``config.ctrl``.
+
+    ``T`` is the game's value (the encoder maximises it, the decoder minimises it): multi-class
+    ``ΔR(Z) + ΔR(Ẑ) + Σ_j ΔR(Z_j, Ẑ_j)``, binary ``ΔR(Z, Ẑ)``, or unsupervised ``R(Z) + ΔR(Z, Ẑ)``.
+    ``D = Σ_i D(z_i, ẑ_i)`` is the sample-wise self-consistency (:func:`ops.sample_distance`), a
+    constraint that BOTH players reduce with weight ``config.ctrl.pair_lam`` — were it inside the
+    min-max, the decoder would be paid to move ``ẑ_i`` away from ``z_i``. The unsupervised form
+    needs ``pair_lam > 0``; ``pair_lam = 0`` with the multi-class / binary forms is the CTRL
+    reference recipe.
+    """
     c = config.ctrl
-    if c.objective == "multiclass":
-        return lambda z, zh, y: ops.ctrl_multiclass_objective(z, zh, y, num_classes, c.eps_sq)
-    if c.objective == "binary":
-        return lambda z, zh, y: ops.ctrl_binary_objective(z, zh, c.eps_sq)
-    return lambda z, zh, y: ops.ctrl_unsupervised_objective(
-        z, zh, lam=c.pair_lam, pairwise=c.pairwise, eps_sq=c.eps_sq
-    )
+
+    def value(z, z_hat, labels):
+        if c.objective == "multiclass":
+            return ops.ctrl_multiclass_objective(z, z_hat, labels, num_classes, c.eps_sq)
+        if c.objective == "binary":
+            return ops.ctrl_binary_objective(z, z_hat, c.eps_sq)
+        return ops.ctrl_unsupervised_objective(z, z_hat, 0.0, c.pairwise, c.eps_sq)
+
+    def objective(z, z_hat, labels):
+        return value(z, z_hat, labels), ops.sample_distance(z, z_hat, c.pairwise)
+
+    return objective
 
 
 def to_symmetric(images: jax.Array, info: input_pipeline.DatasetInfo) -> jax.Array:
@@ -171,18 +190,24 @@ def make_init_state(encoder, decoder, tx_enc, tx_dec, image_shape):
     return init_state
 
 
-def make_train_step(encoder, decoder, tx_enc, tx_dec, objective, n_inner: int, info):
+def make_train_step(
+    encoder, decoder, tx_enc, tx_dec, objective, n_inner: int, info, pair_lam: float = 0.0
+):
+    """One game step: ``n_inner`` encoder steps on ``−T + pair_lam·D``, one decoder step on
+    ``T + pair_lam·D`` (``objective`` as returned by :func:`objective_fn`)."""
+
     def encoder_step(state: CTRLState, x, labels):
         def loss_fn(enc_params):
             z, enc_state = _run(encoder, enc_params, state.enc_state, x)
             x_hat, _ = _run(decoder, state.dec_params, state.dec_state, jax.lax.stop_gradient(z))
             z_hat, enc_state = _run(encoder, enc_params, enc_state, jax.lax.stop_gradient(x_hat))
-            return -objective(z, z_hat, labels), enc_state
+            value, distance = objective(z, z_hat, labels)
+            return -value + pair_lam * distance, (enc_state, value)
 
-        (loss, enc_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.enc_params)
+        (_, (enc_state, value)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.enc_params)
         updates, enc_opt = tx_enc.update(grads, state.enc_opt, state.enc_params)
         enc_params = models.project_dictionaries(optax.apply_updates(state.enc_params, updates))
-        return state.replace(enc_params=enc_params, enc_state=enc_state, enc_opt=enc_opt), -loss
+        return state.replace(enc_params=enc_params, enc_state=enc_state, enc_opt=enc_opt), value
 
     def decoder_step(state: CTRLState, x, labels):
         z, _ = _run(encoder, state.enc_params, state.enc_state, x)
@@ -191,22 +216,28 @@ def make_train_step(encoder, decoder, tx_enc, tx_dec, objective, n_inner: int, i
         def loss_fn(dec_params):
             x_hat, dec_state = _run(decoder, dec_params, state.dec_state, z)
             z_hat, _ = _run(encoder, state.enc_params, state.enc_state, x_hat)
-            return objective(z, z_hat, labels), (dec_state, x_hat)
+            value, distance = objective(z, z_hat, labels)
+            return value + pair_lam * distance, (dec_state, x_hat, value, distance)
 
-        (loss, (dec_state, x_hat)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (_, (dec_state, x_hat, value, distance)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.dec_params
         )
         updates, dec_opt = tx_dec.update(grads, state.dec_opt, state.dec_params)
         dec_params = models.project_dictionaries(optax.apply_updates(state.dec_params, updates))
         new = state.replace(dec_params=dec_params, dec_state=dec_state, dec_opt=dec_opt)
-        return new, loss, jnp.mean(jnp.square(x_hat - x))
+        return new, value, distance, jnp.mean(jnp.square(x_hat - x))
 
     def train_step(state: CTRLState, batch: dict[str, jax.Array]):
         x, labels = to_symmetric(batch["image"], info), batch["label"]
         for _ in range(n_inner):
             state, t_enc = encoder_step(state, x, labels)
-        state, t_dec, mse = decoder_step(state, x, labels)
-        metrics = {"objective_encoder_step": t_enc, "objective_decoder_step": t_dec, "mse": mse}
+        state, t_dec, distance, mse = decoder_step(state, x, labels)
+        metrics = {
+            "objective_encoder_step": t_enc,
+            "objective_decoder_step": t_dec,
+            "sample_distance": distance,
+            "mse": mse,
+        }
         return state.replace(step=state.step + 1), metrics
 
     return train_step
@@ -405,7 +436,14 @@ def train_and_evaluate(
     task = loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
         train_step=make_train_step(
-            encoder, decoder, tx_enc, tx_dec, objective, config.ctrl.n_inner, info
+            encoder,
+            decoder,
+            tx_enc,
+            tx_dec,
+            objective,
+            config.ctrl.n_inner,
+            info,
+            pair_lam=config.ctrl.pair_lam,
         ),
         train_batches=train_batches,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),

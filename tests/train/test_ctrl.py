@@ -64,7 +64,7 @@ def _game(config_overrides=None):
     objective = ctrl.objective_fn(config, info.num_classes)
 
     @jax.jit
-    def value(state):  # T on the batch as the train step sees it (batch statistics)
+    def terms(state):  # (T, D) on the batch as the train step sees it (batch statistics)
         z, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x)
         x_hat, _ = ctrl._run(decoder, state.dec_params, state.dec_state, z)
         z_hat, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x_hat)
@@ -72,7 +72,8 @@ def _game(config_overrides=None):
 
     return SimpleNamespace(
         config=config, encoder=encoder, decoder=decoder, tx=tx, state=state, batch=batch,
-        info=info, objective=objective, value=value, x=x, labels=labels,
+        info=info, objective=objective, terms=terms, value=lambda s: terms(s)[0], x=x,
+        labels=labels,
     )  # fmt: skip
 
 
@@ -111,11 +112,28 @@ def test_decoder_gradient_flows_through_the_closed_loop():
     def t_of_dec(dec_params):  # only through z_hat = f(g(z)): z is a constant
         x_hat, _ = ctrl._run(g.decoder, dec_params, state.dec_state, z)
         z_hat, _ = ctrl._run(g.encoder, state.enc_params, state.enc_state, x_hat)
-        return g.objective(z, z_hat, g.labels)
+        return g.objective(z, z_hat, g.labels)[0]
 
     grads = jax.grad(t_of_dec)(state.dec_params)
     norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
     assert all(np.isfinite(norms)) and max(norms) > 0
+
+
+def test_sample_wise_term_is_reduced_by_both_players():
+    # unsupervised game: encoder loss -T + lam*D, decoder loss T + lam*D; each step lowers its own
+    lam = 3.0
+    g = _game({"objective": "unsupervised", "pair_lam": lam})
+    frozen = ctrl.optim.make_optimizer(g.config.optim, 0.0)
+    step = lambda tx_e, tx_d: jax.jit(
+        ctrl.make_train_step(g.encoder, g.decoder, tx_e, tx_d, g.objective, 1, g.info, lam)
+    )
+    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    t0, d0 = map(float, g.terms(g.state))
+    t_enc, d_enc = map(float, g.terms(step(g.tx, frozen)(g.state, batch)[0]))
+    t_dec, d_dec = map(float, g.terms(step(frozen, g.tx)(g.state, batch)[0]))
+    assert -t_enc + lam * d_enc < -t0 + lam * d0
+    assert t_dec + lam * d_dec < t0 + lam * d0
+    assert d_dec < d0  # the decoder moves the re-encodings towards the encodings
 
 
 def test_ctrl_resume_equals_uninterrupted(tmp_path):
@@ -146,6 +164,7 @@ def test_ctrl_resume_equals_uninterrupted(tmp_path):
         ("ctrl", "objective", "gan"),
         ("ctrl", "eps_sq", 0.0),
         ("ctrl", "n_inner", 0),
+        ("ctrl", "pair_lam", -1.0),
         ("model", "name", "vae"),
         ("optim", "lr", -1.0),
     ],
@@ -168,3 +187,10 @@ def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path):
     assert os.path.exists(result["grid"])
     *_, state, info = ctrl.load_trained(os.fspath(tmp_path))
     assert info.image_shape == (28, 28, 1) and int(state.step) == 2
+
+
+def test_unsupervised_objective_needs_its_sample_wise_weight(tmp_path):
+    config = load_config("ctrl_digits_csc", "smoke")
+    config.ctrl.objective = "unsupervised"
+    with pytest.raises(ValueError, match=r"config\.ctrl\.pair_lam must be > 0"):
+        ctrl.train_and_evaluate(config, os.fspath(tmp_path))

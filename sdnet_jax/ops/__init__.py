@@ -3,12 +3,15 @@
 Dictionaries (``x ≈ A z``):
   conv_analysis, conv_synthesis, conv_pair, code_hw, conv_padding,
   dense_analysis, dense_synthesis, dense_pair, normalize_atoms, adjoint
+Circular dictionaries (FFT or direct):
+  circular_conv_pair, circular_conv_normal_solver, circular_conv_lipschitz, kernel_spectrum
 Proximal maps:
   soft_threshold, nonneg_soft_threshold, elastic_net_prox
 Spectral norm:
   power_iteration
 Lasso:
-  solve_lasso, ista, fista, sdnet_fista, lasso_objective, optimality_gap, momentum_coefficients
+  solve_lasso, solve_lasso_trace, ista, fista, sdnet_fista, fista_restart, admm, lasso_objective,
+  optimality_gap, momentum_coefficients
 Rate reduction (MCR², CTRL):
   coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms, sample_distance,
   ctrl_multiclass_objective, ctrl_binary_objective, ctrl_unsupervised_objective, PAIRWISE_DISTANCES
@@ -25,16 +28,26 @@ from sdnet_jax.ops.dictionary import (
     dense_synthesis,
     normalize_atoms,
 )
+from sdnet_jax.ops.fft import (
+    circular_conv_lipschitz,
+    circular_conv_normal_solver,
+    circular_conv_pair,
+    kernel_spectrum,
+)
 from sdnet_jax.ops.lasso import (
     GRAD_MODES,
     METHODS,
+    SPLITTING_METHODS,
+    admm,
     fista,
+    fista_restart,
     ista,
     lasso_objective,
     momentum_coefficients,
     optimality_gap,
     sdnet_fista,
     solve_lasso,
+    solve_lasso_trace,
 )
 from sdnet_jax.ops.prox import elastic_net_prox, nonneg_soft_threshold, soft_threshold
 from sdnet_jax.ops.rates import (
@@ -55,7 +68,12 @@ __all__ = [
     "GRAD_MODES",
     "METHODS",
     "PAIRWISE_DISTANCES",
+    "SPLITTING_METHODS",
     "adjoint",
+    "admm",
+    "circular_conv_lipschitz",
+    "circular_conv_normal_solver",
+    "circular_conv_pair",
     "class_coding_rate",
     "code_hw",
     "coding_rate",
@@ -72,7 +90,9 @@ __all__ = [
     "dense_synthesis",
     "elastic_net_prox",
     "fista",
+    "fista_restart",
     "ista",
+    "kernel_spectrum",
     "lasso_objective",
     "momentum_coefficients",
     "nonneg_soft_threshold",
@@ -85,4 +105,5 @@ __all__ = [
     "sdnet_fista",
     "soft_threshold",
     "solve_lasso",
+    "solve_lasso_trace",
 ]

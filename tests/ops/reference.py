@@ -60,9 +60,37 @@ def solver_reference(a, x, lam, mu, step, num_iters, method, nonneg, z0=None):
         y = z + beta * (z - z_prev)
         if method == "ista":
             z_new = prox(z + step * a.T @ (x - a @ z))
-        elif method == "fista":
+        elif method in ("fista", "fista_restart"):
             z_new = prox(y + step * a.T @ (x - a @ y))
+            if method == "fista_restart" and np.dot(y - z_new, z_new - z) > 0:
+                tau = 1.0  # gradient restart: the next step has no momentum
         else:
             z_new = prox(y + step * a.T @ (x - a @ z))
         z_prev, z = z, z_new
     return z
+
+
+def admm_reference(a, x, lam, mu, num_iters, nonneg, rho, relax, adapt, y0=None):
+    """ADMM on z = y with explicit matrices (SPORCO ConvBPDN's iteration and ρ rule).
+
+    ``adapt``: ρ is rebalanced after iterations ``1 .. adapt − 1`` (as ``adapt_rho``).
+    """
+    n = a.shape[1]
+    y = np.zeros(n) if y0 is None else y0.copy()
+    u = np.zeros(n) if y0 is None else (lam / rho) * np.sign(y0)
+    xi = 1.0 + 18.3 ** (math.log10(lam) + 1.0) if lam > 0 else 1.0
+    for k in range(num_iters):
+        z = np.linalg.solve(a.T @ a + rho * np.eye(n), a.T @ x + rho * (y - u))
+        r = relax * z + (1 - relax) * y
+        y_new = prox_reference(r + u, lam / rho, 1.0 / (1.0 + mu / rho), nonneg)
+        u = u + r - y_new
+        if 1 <= k < adapt:  # ρ rebalanced after iterations 1 .. adapt − 1
+            p = np.linalg.norm(z - y_new) / max(np.linalg.norm(z), np.linalg.norm(y_new))
+            d = np.linalg.norm(y_new - y) / np.linalg.norm(u)
+            mult = min(math.sqrt(p / (d * xi) if p > d * xi else d * xi / p), 1000.0)
+            if p > xi * 1.2 * d:
+                rho, u = rho * mult, u / mult
+            elif d > 1.2 / xi * p:
+                rho, u = rho / mult, u * mult
+        y = y_new
+    return y

@@ -10,6 +10,10 @@ For a convolutional dictionary with kernel ``W`` the analysis op is an ordinary 
 replacement for a convolution), and synthesis is its transpose with output shape equal to the signal's.
 
 Layouts: activations NHWC, kernels HWIO, ``dimension_numbers=("NHWC", "HWIO", "NHWC")``.
+
+Both convolutions differentiate like ``lax.conv_general_dilated`` except that their kernel gradient is
+a sum of per-chunk kernel gradients over chunks of ``KERNEL_GRAD_CHUNK`` examples (see :func:`_conv`):
+the same sums in another order, several times faster on XLA's CPU backend for large batches.
 """
 
 from __future__ import annotations
@@ -21,11 +25,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from sdnet_jax.ops import _checks
 
 Padding = str | int | Sequence[tuple[int, int]]
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+KERNEL_GRAD_CHUNK = 16  # examples per convolution in the kernel gradient on CPU (see _conv)
+
+
+def _plain_conv(lhs, rhs, strides, padding, lhs_dilation):
+    return lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides=strides,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        dimension_numbers=DIMENSION_NUMBERS,
+    )
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv(lhs, rhs, strides, padding, lhs_dilation):
+    """``lax.conv_general_dilated`` (NHWC, HWIO) whose kernel gradient is taken chunk by chunk.
+
+    The value and the input gradient are those of the plain convolution. The kernel tangent (linear in
+    the kernel) is written as one convolution per chunk of ``KERNEL_GRAD_CHUNK`` examples, so its
+    transpose, the kernel gradient of reverse mode, is a sum of per-chunk kernel-gradient convolutions
+    (each a contraction over a few examples) instead of one over the whole batch: the same sums in a
+    different order. XLA's CPU backend (YNNPACK) computes the one large contraction 2-4x slower than
+    the convolution itself at batch 128; in chunks of 4-16 examples it costs about one convolution,
+    and backprop through a 2-iteration CSC layer got 1.3-1.6x faster there (batch 16 is one chunk,
+    unchanged). Memory is unchanged (XLA's temp buffers measured equal). Chunking applies on the
+    CPU backend only; elsewhere the kernel gradient is the usual single convolution.
+    """
+    return _plain_conv(lhs, rhs, strides, padding, lhs_dilation)
+
+
+def _conv_jvp(strides, padding, lhs_dilation, primals, tangents):
+    lhs, rhs = primals
+    d_lhs, d_rhs = tangents
+    conv = partial(_plain_conv, strides=strides, padding=padding, lhs_dilation=lhs_dilation)
+    out = conv(lhs, rhs)
+    terms = []
+    if not isinstance(d_lhs, SymbolicZero):
+        terms.append(conv(d_lhs, rhs))
+    if not isinstance(d_rhs, SymbolicZero):
+        # a CPU-only workaround: GPU/TPU convolution libraries take the whole batch at once
+        chunk = KERNEL_GRAD_CHUNK if jax.default_backend() == "cpu" else lhs.shape[0]
+        chunks = [conv(lhs[i : i + chunk], d_rhs) for i in range(0, lhs.shape[0], chunk)]
+        terms.append(chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks))
+    return out, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(out)
+
+
+_conv.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
 def conv_padding(
@@ -102,9 +155,7 @@ def conv_analysis(
     strides = _checks.pair("strides", strides)
     pads = conv_padding(padding, x.shape[1:3], kernel.shape[:2], strides)
     code_hw(x.shape[1:3], kernel.shape[:2], strides, pads)
-    return lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), strides, pads, dimension_numbers=DIMENSION_NUMBERS
-    )
+    return _conv(x, kernel.astype(x.dtype), tuple(strides), tuple(pads), (1, 1))
 
 
 def conv_synthesis(
@@ -149,14 +200,7 @@ def conv_synthesis(
         after = n + k - 1 - ((m - 1) * s + 1) - before
         trans_pads.append((before, after))
     flipped = jnp.flip(kernel, axis=(0, 1)).swapaxes(2, 3).astype(z.dtype)
-    return lax.conv_general_dilated(
-        z,
-        flipped,
-        window_strides=(1, 1),
-        padding=trans_pads,
-        lhs_dilation=strides,
-        dimension_numbers=DIMENSION_NUMBERS,
-    )
+    return _conv(z, flipped, (1, 1), tuple(trans_pads), tuple(strides))
 
 
 def conv_pair(

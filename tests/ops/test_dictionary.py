@@ -1,4 +1,5 @@
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from sdnet_jax import ops
+from sdnet_jax.ops import dictionary
 from tests.ops.reference import conv_reference
 
 GRID = list(
@@ -81,6 +83,105 @@ def test_conv_grads(stride):
         (z, kernel),
         order=2,
     )
+
+
+# batches above a KERNEL_GRAD_CHUNK of 4, most not multiples of it: the kernel gradient runs in chunks
+CHUNKED = [
+    ((7, 9), 3, 1, "SAME", 19),
+    ((8, 8), 3, 2, 1, 11),
+    ((7, 9), 3, 2, "SAME", 16),
+    ((6, 5), 4, 2, ((0, 2), (1, 0)), 9),
+    ((7, 9), 1, 1, "VALID", 10),
+    ((8, 8), 3, 2, "VALID", 13),
+]
+
+
+def _plain_pair(kernel, hw, stride, padding):
+    """The convolution pair with JAX's own derivatives (no chunked kernel gradient)."""
+    strides = (stride, stride)
+    pads = ops.conv_padding(padding, hw, kernel.shape[:2], strides)
+
+    def analysis(x, k):
+        return jax.lax.conv_general_dilated(
+            x, k, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    def synthesis(z, k):
+        example = jnp.zeros((z.shape[0], *hw, k.shape[2]), z.dtype)
+        return jax.linear_transpose(lambda x: analysis(x, k), example)(z)[0]
+
+    return analysis, synthesis
+
+
+def _assert_derivatives_equal(f, plain, v, kernel):
+    """Reverse and forward mode of ``f(v, kernel)`` equal those of ``plain`` (float64)."""
+
+    def close(got, want):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+    def loss(g):
+        return lambda v, k: jnp.sum(jnp.sin(g(v, k)))  # a cotangent that varies
+
+    close(
+        jax.jit(jax.grad(loss(f), argnums=(0, 1)))(v, kernel),
+        jax.grad(loss(plain), (0, 1))(v, kernel),
+    )
+    dv = jax.random.normal(jax.random.key(5), v.shape, jnp.float64)
+    dk = jax.random.normal(jax.random.key(6), kernel.shape, jnp.float64)
+    for tangents in [(dv, dk), (jnp.zeros_like(v), dk)]:
+        close(jax.jvp(f, (v, kernel), tangents), jax.jvp(plain, (v, kernel), tangents))
+    # the input not differentiated at all (a symbolic-zero tangent)
+    close(jax.jvp(partial(f, v), (kernel,), (dk,)), jax.jvp(partial(plain, v), (kernel,), (dk,)))
+
+
+@pytest.mark.parametrize("hw,k,stride,padding,batch", CHUNKED)
+def test_chunked_kernel_gradient_equals_jax_autodiff(monkeypatch, hw, k, stride, padding, batch):
+    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 4)
+    kernel = _kernel(k)
+    x = jax.random.normal(jax.random.key(1), (batch, *hw, 3), jnp.float64)
+    code_shape = (batch, *ops.code_hw(hw, (k, k), stride, padding), 5)
+    z = jax.random.normal(jax.random.key(2), code_shape, jnp.float64)
+    plain_analysis, plain_synthesis = _plain_pair(kernel, hw, stride, padding)
+    _assert_derivatives_equal(
+        lambda x, k: ops.conv_analysis(x, k, strides=stride, padding=padding),
+        plain_analysis,
+        x,
+        kernel,
+    )
+    _assert_derivatives_equal(
+        lambda z, k: ops.conv_synthesis(z, k, signal_hw=hw, strides=stride, padding=padding),
+        plain_synthesis,
+        z,
+        kernel,
+    )
+
+
+def test_kernel_gradient_is_one_convolution_per_chunk(monkeypatch):
+    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 8)
+    kernel = _kernel(3)
+    x = jnp.zeros((19, 8, 8, 3), jnp.float64)
+
+    def grad_jaxpr(f):
+        jaxpr = jax.make_jaxpr(jax.grad(lambda k: jnp.sum(f(k) ** 2)))(kernel)
+        return str(jaxpr).count("conv_general_dilated")
+
+    # the forward convolution, then ceil(19 / 8) = 3 kernel-gradient convolutions
+    assert grad_jaxpr(lambda k: ops.conv_analysis(x, k)) == 1 + 3
+    assert grad_jaxpr(lambda k: ops.conv_analysis(x[:8], k)) == 1 + 1
+
+
+def test_chunked_second_order_and_transpose(monkeypatch):
+    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 4)
+    kernel = _kernel(3, 2, 3)
+    x = jax.random.normal(jax.random.key(1), (10, 5, 6, 2), jnp.float64)
+    check_grads(lambda x, k: ops.conv_analysis(x, k, strides=2), (x, kernel), order=2)
+    z = ops.conv_analysis(x, kernel, strides=2)
+    check_grads(
+        lambda z, k: ops.conv_synthesis(z, k, signal_hw=(5, 6), strides=2), (z, kernel), order=2
+    )
+    analysis, synthesis = ops.conv_pair(kernel, signal_hw=(5, 6), strides=2)
+    np.testing.assert_allclose(synthesis(z), ops.adjoint(analysis, x)(z), rtol=1e-12, atol=1e-12)
 
 
 def test_jit_and_vmap_match_eager():

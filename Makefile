@@ -31,8 +31,23 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.solver_cost
+# Performance tables (README "Benchmarks"): each script prints ratios and writes bench_out/<name>.json;
+# benchmarks.report renders them all as markdown. Needs the optional 'bench' extra (PyTorch, SPORCO,
+# jaxopt). Under 15 minutes on 2 cores.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m benchmarks.layer_cost
+	$(PY) -m benchmarks.model_cost
+	$(PY) -m benchmarks.backprop_memory
+	$(PY) -m benchmarks.torch_reference
+	$(PY) -m benchmarks.solver_accuracy
+	$(PY) -m benchmarks.report bench_out > bench_out/report.md
+	cat bench_out/report.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

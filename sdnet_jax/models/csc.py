@@ -19,8 +19,9 @@ Variables:
   every optimizer update (projected SGD, as SDNet does).
 * ``power_iteration/u`` (signal-shaped ``(1, H, W, C_in)``) and ``power_iteration/lipschitz``:
   the warm-started power-iteration state. Initialised with ``init_power_iters`` iterations; updated by
-  ``power_iters`` more per call when the collection is mutable (training); frozen otherwise
-  (evaluation is deterministic). Saved with checkpoints like ``batch_stats``.
+  ``power_iters`` more per call when the collection is mutable (training;
+  ``2 * power_iters + 1`` batch-1 convolutions, unrolled, no gradient); frozen otherwise (evaluation is
+  deterministic). Saved with checkpoints like ``batch_stats``.
 * ``csc_stats/recon_error`` and ``csc_stats/l1`` (per example ``‖x − A z‖²`` and ``‖z‖₁``): sown
   only when the caller makes ``csc_stats`` mutable, so they cost nothing otherwise.
 """
@@ -171,8 +172,10 @@ class CSCConv(nn.Module):
             self.param_dtype,
         )
 
-        # Step size from the warm-started power iteration, in float32, on the dictionary as stored.
-        analysis32, synthesis32, _ = self._operators(dictionary.astype(jnp.float32), in_hw)
+        # Step size from the warm-started power iteration, in float32, on the dictionary as stored
+        # (a constant for differentiation: no tangent is traced through the iterations).
+        frozen = jax.lax.stop_gradient(dictionary).astype(jnp.float32)
+        analysis32, synthesis32, _ = self._operators(frozen, in_hw)
         signal_shape = (1, *in_hw, x.shape[-1])
         u = self.variable(
             STATE, "u", lambda: jax.random.normal(self.make_rng("params"), signal_shape)
@@ -184,11 +187,13 @@ class CSCConv(nn.Module):
                 f"{u.value.shape[1:3]} but is called on {in_hw}; its step size (power-iteration "
                 "state) is specific to the input size. Initialise the model at this size."
             )
-        updating = self.is_initializing() or self.is_mutable_collection(STATE)
-        if updating:
-            iters = self.init_power_iters if self.is_initializing() else self.power_iters
+        if self.is_initializing():
             lipschitz.value, u.value = ops.power_iteration(
-                analysis32, u.value, num_iters=iters, synthesis=synthesis32
+                analysis32, u.value, num_iters=self.init_power_iters, synthesis=synthesis32
+            )
+        elif self.is_mutable_collection(STATE):
+            lipschitz.value, u.value = ops.power_iteration(
+                analysis32, u.value, num_iters=self.power_iters, synthesis=synthesis32
             )
         step = self.step_scale / lipschitz.value
 

@@ -26,6 +26,9 @@ def _unit(v: jax.Array) -> jax.Array:
     return v / jnp.maximum(jnp.linalg.norm(v.ravel()), jnp.finfo(v.dtype).tiny)
 
 
+UNROLL_LIMIT = 8  # iterations unrolled in Python; more run in a lax.fori_loop
+
+
 def power_iteration(
     analysis: LinearOp,
     u: jax.Array,
@@ -44,7 +47,8 @@ def power_iteration(
     Args:
       analysis: ``Aᵀ`` (signal -> code).
       u: start vector of signal shape; need not be normalised, must not be zero.
-      num_iters: iterations (>= 0; 0 only evaluates the Rayleigh quotient at ``u``).
+      num_iters: iterations (>= 0; 0 only evaluates the Rayleigh quotient at ``u``); up to
+        ``UNROLL_LIMIT`` are unrolled, more run in a ``lax.fori_loop`` (same results).
       synthesis: ``A``; derived from ``analysis`` by ``jax.linear_transpose`` when omitted.
 
     Returns:
@@ -57,6 +61,11 @@ def power_iteration(
     def body(_, v):
         return _unit(synthesis(analysis(v)))
 
-    u = lax.stop_gradient(lax.fori_loop(0, num_iters, body, u))
+    if num_iters <= UNROLL_LIMIT:  # the few warm-started iterations of a train step: straight-line
+        for i in range(num_iters):  # code, no while loop (on GPU its predicate is a host read-back)
+            u = body(i, u)
+    else:
+        u = lax.fori_loop(0, num_iters, body, u)
+    u = lax.stop_gradient(u)
     estimate = jnp.sum(jnp.square(lax.stop_gradient(analysis(u))))
     return estimate, u

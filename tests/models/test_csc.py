@@ -125,6 +125,28 @@ def test_power_iteration_state_updates_in_training_only():
         layer.apply(variables, jnp.ones((2, 10, 10, 3)))
 
 
+def test_training_call_costs_2p_plus_1_batch1_convs_and_no_loop():
+    x = jnp.ones((2, 8, 8, 3))
+    layer = CSCConv(4, 3, num_iters=2, power_iters=2)
+    variables = _init(layer, x)
+
+    def grad_jaxpr(mutable):
+        def loss(params, x):
+            out = layer.apply(
+                {"params": params, "power_iteration": variables["power_iteration"]},
+                x,
+                mutable=mutable,
+            )
+            return jnp.sum((out[0] if mutable else out) ** 2)
+
+        return str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(variables["params"], x))
+
+    train, evaluate = grad_jaxpr(["power_iteration"]), grad_jaxpr(False)
+    assert "while" not in train and "scan" not in train
+    # 5 power-iteration convs, forward only: no gradient is traced through them
+    assert train.count("conv_general_dilated") == evaluate.count("conv_general_dilated") + 5
+
+
 def test_project_dictionaries_only_touches_dictionaries():
     params = {
         "csc": {"dictionary": 3.0 * jnp.ones((3, 3, 2, 4))},

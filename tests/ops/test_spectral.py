@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sdnet_jax import ops
+from sdnet_jax.ops.spectral import UNROLL_LIMIT
 from tests.ops.reference import operator_matrix
 
 
@@ -49,3 +50,19 @@ def test_power_iteration_has_no_gradient_and_jits():
     np.testing.assert_allclose(jax.jit(f)(d), f(d), rtol=1e-12)
     with pytest.raises(ValueError, match="num_iters"):
         ops.power_iteration(lambda v: v @ d, u, num_iters=-1)
+
+
+def test_unrolled_and_looped_power_iterations_agree():
+    # up to UNROLL_LIMIT iterations run unrolled, more in a fori_loop: warm-started halves == whole
+    d = jax.random.normal(jax.random.key(2), (12, 9), jnp.float64)
+    analysis, synthesis = ops.dense_pair(d)
+    u = jax.random.normal(jax.random.key(3), (1, 12), jnp.float64)
+    n = 2 * (UNROLL_LIMIT // 2 + 1)  # each half unrolled, the whole looped
+    est, v = ops.power_iteration(analysis, u, num_iters=n, synthesis=synthesis)
+    _, half = ops.power_iteration(analysis, u, num_iters=n // 2, synthesis=synthesis)
+    est2, v2 = ops.power_iteration(analysis, half, num_iters=n // 2, synthesis=synthesis)
+    np.testing.assert_allclose(est2, est, rtol=1e-13)
+    np.testing.assert_allclose(v2, v, rtol=1e-12, atol=1e-14)
+    assert "while" not in str(jax.make_jaxpr(
+        lambda u: ops.power_iteration(analysis, u, num_iters=UNROLL_LIMIT, synthesis=synthesis)
+    )(u))  # fmt: skip

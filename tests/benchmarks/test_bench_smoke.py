@@ -1,0 +1,71 @@
+"""Smoke tests of the cost benchmarks: each ``main()`` on tiny arguments writes finite, positive rows."""
+
+import json
+import math
+import subprocess
+import sys
+
+from benchmarks import backprop_memory, layer_cost, model_cost, report
+
+
+def _check_rows(path, keys):
+    rows = json.loads(path.read_text())["rows"]
+    assert rows
+    for row in rows:
+        assert keys <= set(row), sorted(keys - set(row))
+        for key in keys:
+            value = row[key]
+            assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (key, row)
+    return rows
+
+
+def test_layer_cost(tmp_path):
+    out = tmp_path / "layer_cost.json"
+    args = ["--batch", "2", "--iters", "1", "2", "--repeats", "1", "--shapes", "body16"]
+    layer_cost.main([*args, "--json", str(out)])
+    keys = {"K", "floor", "batch", "conv_fwd_ms", "conv_fwd_bwd_ms"}
+    keys |= {
+        f"{m}_{p}_{r}"
+        for m in ("train", "eval")
+        for p in ("fwd", "fwd_bwd")
+        for r in ("ratio", "flops_ratio")
+    }
+    rows = _check_rows(out, keys)
+    assert [row["K"] for row in rows] == [1, 2]
+
+
+def test_model_cost(tmp_path):
+    out = tmp_path / "model_cost.json"
+    args = ["--batch", "2", "--repeats", "1", "--setups", "cifar", "--models", "sdnet18"]
+    model_cost.main([*args, "--width", "4", "--stage-sizes", "1", "--json", str(out)])
+    keys = {"time_ratio", "flops_ratio", "peak_mem_ratio", "temp_mem_ratio", "peak_bytes"}
+    keys |= {"temp_bytes", "baseline_ms", "baseline_peak_bytes", "baseline_temp_bytes"}
+    _check_rows(out, keys)
+
+
+def test_backprop_memory(tmp_path):
+    out = tmp_path / "backprop_memory.json"
+    backprop_memory.main(
+        ["--batch", "2", "--size", "8", "--channels", "4", "--iters", "1", "4", "--json", str(out)]
+    )
+    keys = {"K"} | {f"{m}_{s}" for m in backprop_memory.MODES for s in ("bytes", "ratio")}
+    rows = _check_rows(out, keys)
+    assert rows[1]["unrolled_bytes"] > rows[0]["unrolled_bytes"]
+    assert rows[1]["implicit_ratio"] < rows[1]["unrolled_ratio"]
+
+
+def test_solver_accuracy_and_report(tmp_path):
+    # a subprocess: the benchmark enables float64 globally for its reference solution
+    out = tmp_path / "solver_accuracy.json"
+    args = ["--cases", "grey", "--max-iters", "120", "--reference-iters", "120", "--json", str(out)]
+    args += ["--solvers", "ours admm (fft)", "ours fista (fft)"]
+    subprocess.run([sys.executable, "-m", "benchmarks.solver_accuracy", *args], check=True)
+    (case,) = json.loads(out.read_text())["cases"]
+    admm = next(r for r in case["rows"] if r["solver"] == "ours admm (fft)")
+    assert admm["0.01"]["iters"] and admm["0.01"]["seconds"] > 0
+    backprop_memory.main(["--batch", "2", "--size", "8", "--channels", "4", "--iters", "1", "2",
+                          "--json", str(tmp_path / "backprop_memory.json")])  # fmt: skip
+    text = report.main([str(tmp_path)])
+    assert "**Solver time-to-accuracy**" in text
+    assert "**Backprop memory vs K**" in text and "**Layer cost**" not in text
+    assert text.count("\n| ours ") == 2

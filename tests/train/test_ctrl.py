@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from benchmarks import ctrl_transfer
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.train import ctrl
 from tests.train.test_classifier import ROOT, load_config
@@ -181,7 +182,8 @@ def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path):
     with tfds.testing.mock_data(num_examples=48):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
     # a model trained on (mock) 28x28 Fashion-MNIST reconstructs 8x8 digits resized to 28x28
-    result = ctrl.transfer_reconstruction(os.fspath(tmp_path), "digits", max_examples=40)
+    (result,) = ctrl_transfer.main([os.fspath(tmp_path), "digits", "--max_examples", "40"])
+    assert json.load(open(tmp_path / "transfer.json")) == [result]
     assert result["trained_on"] == "fashion_mnist" and result["reconstructed"] == "digits"
     assert result["num_examples"] == 40 and np.isfinite(result["psnr"])
     assert os.path.exists(result["grid"])

@@ -1,0 +1,39 @@
+"""Reconstruction of a data set a CTRL model was not trained on (``ctrl.transfer_reconstruction``).
+
+    python -m benchmarks.ctrl_transfer WORKDIR [DATASET ...] [--data_dir DIR] [--max_examples N]
+
+For each DATASET (default ``digits``) prints the PSNR / MSE of ``g(f(X))`` on its test split (resized /
+converted to the model's input shape), writes ``WORKDIR/images/transfer_<DATASET>.png`` and
+``WORKDIR/transfer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from sdnet_jax.train import ctrl
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdir")
+    parser.add_argument("datasets", nargs="*", default=["digits"])
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--max_examples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    results = []
+    for name in args.datasets:
+        result = ctrl.transfer_reconstruction(
+            args.workdir, name, data_dir=args.data_dir, max_examples=args.max_examples
+        )
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    with open(os.path.join(args.workdir, "transfer.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

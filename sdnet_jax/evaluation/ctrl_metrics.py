@@ -510,3 +510,11 @@ __all__ = [
     "save_reconstruction_grid",
     "subspace_residuals",
 ]
+
+
+def save_atom_grid(
+    path: str | os.PathLike[str], encoder_params: Mapping[str, Any], scale: int = 8
+) -> np.ndarray:
+    """Saves the encoder's first-stage atoms (:func:`first_stage_dictionary`) as a PNG grid, each
+    atom scaled to [0, 1] and upscaled ``scale``× (nearest). Returns the saved ``uint8`` array."""
+    return _save_png(path, atom_grid(first_stage_dictionary(encoder_params)), scale)

@@ -318,6 +318,9 @@ def make_evaluate(config, info, closed_loop, workdir: str):
                 os.path.join(out, f"{split}_reconstruction_{step}.png"), x, x_hat
             )
             ctrl_metrics.save_cosine_heatmap(os.path.join(out, f"{split}_cosine_{step}.png"), z, y)
+            ctrl_metrics.save_atom_grid(
+                os.path.join(out, f"encoder_atoms_{step}.png"), jax.device_get(state.enc_params)
+            )
         return results
 
     return evaluate

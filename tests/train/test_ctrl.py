@@ -40,6 +40,7 @@ def test_smoke_of_every_ctrl_config(name, tmp_path):
     assert any(k.startswith("frechet_distance[random-convnet") for k in final)
     assert not any("fid" in k.lower() for k in final)
     assert glob.glob(os.fspath(tmp_path / "images" / "test_reconstruction_2.png"))
+    assert glob.glob(os.fspath(tmp_path / "images" / "encoder_atoms_2.png"))
     assert json.load(open(tmp_path / "results.json"))["final"]["step"] == 2
 
 
@@ -194,5 +195,6 @@ def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path):
 def test_unsupervised_objective_needs_its_sample_wise_weight(tmp_path):
     config = load_config("ctrl_digits_csc", "smoke")
     config.ctrl.objective = "unsupervised"
+    config.ctrl.pair_lam = 0.0
     with pytest.raises(ValueError, match=r"config\.ctrl\.pair_lam must be > 0"):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))

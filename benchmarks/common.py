@@ -14,6 +14,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from sdnet_jax import xla_flags
+
+xla_flags.prefer_eigen_convolutions()  # as the entrypoints do; before any JAX computation
+
 
 def time_once(fn: Callable, *args) -> float:
     """Wall time of one call, waiting for JAX's asynchronous results."""

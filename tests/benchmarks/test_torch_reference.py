@@ -12,13 +12,7 @@ torch = pytest.importorskip("torch")
 from benchmarks import torch_reference as tr  # noqa: E402
 from sdnet_jax import ops  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def _close(ours, theirs):

@@ -1,12 +1,8 @@
 """The ops tests run in float64 (references, adjoint and convergence tests need the precision)."""
 
-import jax
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
+def _ops_in_float64(float64):
     yield
-    jax.config.update("jax_enable_x64", previous)

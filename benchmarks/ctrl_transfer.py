@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 
+from sdnet_jax import cli
+from sdnet_jax.errors import UserError
 from sdnet_jax.train import ctrl
 
 
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--max_examples", type=int, default=1000)
     args = parser.parse_args(argv)
+    args.workdir = cli.absolute_workdir(args.workdir)
     results = []
     for name in args.datasets:
         result = ctrl.transfer_reconstruction(
@@ -36,4 +39,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (UserError, ValueError) as err:  # a missing / wrong workdir, an unprepared data set
+        cli.fail(err)

@@ -3,6 +3,7 @@ flags, one-line errors for bad flags and configs, and the runner."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -47,9 +48,18 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def fail(err: Exception) -> None:
-    """A config / data / checkpoint error: one clear line on stderr, exit status 1."""
-    sys.stderr.write(f"FATAL config error: {err}\n")
+    """One line on stderr labelled by the error's kind (``errors.UserError.label``; a plain
+    ``ValueError`` from a validator is a config error), exit status 1."""
+    label = getattr(err, "label", "config error")
+    message = " ".join(str(err).split())
+    sys.stderr.write(f"FATAL {label}: {message}\n")
     sys.exit(1)
+
+
+def absolute_workdir(workdir: str) -> str:
+    """``--workdir`` as an absolute path (a relative one is relative to the current directory;
+    Orbax and subprocesses need it absolute)."""
+    return os.path.abspath(os.path.expanduser(workdir))
 
 
 def run(main: Callable[[list[str]], None]) -> None:

@@ -20,6 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sdnet_jax import cli
+from sdnet_jax.errors import UserError
 from sdnet_jax.evaluation import robustness
 
 FLAGS = flags.FLAGS
@@ -36,9 +37,11 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.initialize_multihost()
-    try:
-        report = robustness.evaluate_checkpoint(FLAGS.workdir, FLAGS.config.eval)
-    except ValueError as err:  # config / checkpoint / data errors: one clear line
+    try:  # config / workdir / checkpoint / data errors: one clear line
+        report = robustness.evaluate_checkpoint(
+            cli.absolute_workdir(FLAGS.workdir), FLAGS.config.eval
+        )
+    except (ValueError, UserError) as err:
         cli.fail(err)
     logging.info("done in %.0fs", report["elapsed_s"])
 

@@ -16,29 +16,32 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sdnet_jax import cli
+from sdnet_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and results")
-flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with auto-detection")
-flags.DEFINE_string("coordinator_address", None, "multi-process: HOST:PORT of process 0")
-flags.DEFINE_integer("num_processes", None, "multi-process: number of processes")
-flags.DEFINE_integer("process_id", None, "multi-process: index of this process")
+cli.define_multihost_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(config, workdir: str) -> dict:
-    """Dispatches a validated config to its training job (library call, no logic here)."""
+def job(config):
+    """The training module for ``config.task`` (``train.classifier`` or ``train.ctrl``)."""
     task = config.get("task")
     if task == "classifier":
         from sdnet_jax.train import classifier
 
-        return classifier.train_and_evaluate(config, workdir)
+        return classifier
     if task == "ctrl":
         from sdnet_jax.train import ctrl
 
-        return ctrl.train_and_evaluate(config, workdir)
+        return ctrl
     raise ValueError(f"config.task must be 'classifier' or 'ctrl', got {task!r}.")
+
+
+def run(config, workdir: str) -> dict:
+    """Validates ``config`` and runs its training job in ``workdir`` (library calls, no logic)."""
+    return job(config).train_and_evaluate(config, workdir)
 
 
 def main(argv: list[str]) -> None:
@@ -47,10 +50,14 @@ def main(argv: list[str]) -> None:
     # Make the repo-root `configs` package importable for configs that import their base.
     sys.path.insert(0, os.getcwd())
     cli.initialize_multihost()
-    os.makedirs(FLAGS.workdir, exist_ok=True)
+    workdir = cli.absolute_workdir(FLAGS.workdir)
+    try:  # config and data errors: one line, before anything compiles
+        job(FLAGS.config).validate_config(FLAGS.config)
+    except ValueError as err:
+        cli.fail(err)
     try:
-        results = run(FLAGS.config, FLAGS.workdir)
-    except ValueError as err:  # config / data errors: one clear line, nothing compiled
+        results = run(FLAGS.config, workdir)
+    except UserError as err:  # unreadable checkpoints, a diverged run: one line, exit status 1
         cli.fail(err)
     logging.info("results: %s", results)
 

@@ -2,14 +2,23 @@
 backend optimisations are turned down (about 2.5x faster compiles; results are unaffected at the
 tolerances used). The CPU convolution option the entrypoints set (:mod:`sdnet_jax.xla_flags`) is set
 here too, before any test module is imported, so every test runs the same XLA path. Subprocesses
-started by tests inherit the flags."""
+started by tests inherit the flags.
 
+No test reads or writes outside the repository and its temporary folders: data sets a test needs
+are small fakes written by :mod:`tests.data.fakes` and prepared once per session with the real
+``prepare`` command into a temporary ``data_dir`` (``fashion_mnist_dir``, ``cifar10_dir``). CI runs
+the suite with an empty ``HOME`` and ``TFDS_DATA_DIR`` so a hidden dependency fails there."""
+
+import dataclasses
 import os
+from typing import Any
 
 import jax
 import pytest
 
 from sdnet_jax import xla_flags
+from sdnet_jax.data import prepare
+from tests.data import fakes
 
 _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
@@ -24,3 +33,28 @@ def float64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    data_dir: str
+    written: Any  # what the fake writer returned
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    """Fake Fashion-MNIST IDX files (Debian's layout) prepared into a temporary TFDS data_dir."""
+    manual_dir = tmp_path_factory.mktemp("fashion_mnist_manual")
+    data_dir = tmp_path_factory.mktemp("fashion_mnist_data")
+    written = fakes.write_fashion_mnist(os.fspath(manual_dir))
+    prepare.main(["fashion_mnist", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
+    return Prepared(os.fspath(data_dir), written)
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    manual_dir = tmp_path_factory.mktemp("cifar10_manual")
+    data_dir = tmp_path_factory.mktemp("cifar10_data")
+    written = fakes.write_cifar10(os.fspath(manual_dir))
+    prepare.main(["cifar10", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
+    return Prepared(os.fspath(data_dir), written)

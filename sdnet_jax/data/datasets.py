@@ -29,6 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sdnet_jax.errors import UserError
+
 SUPPORTED = (
     "digits",
     "fashion_mnist",
@@ -45,8 +47,10 @@ _DIGITS_SPLIT_SEED = 20240601
 _DIGITS_LEVELS = 16  # load_digits pixels are integers in [0, 16]
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(UserError, ValueError):
     """A TFDS data set's files are not in ``data_dir``; the message says how to prepare them."""
+
+    label = "data error"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,9 +10,7 @@ in the papers' recipes), then the projection of every CSC dictionary onto unit-n
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Any
 
 import flax
@@ -212,7 +210,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation):
             opt_state=opt_state,
         )
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-        return new_state, {"loss": loss, "accuracy": accuracy}
+        return new_state, {
+            "loss": loss,
+            "accuracy": accuracy,
+            "grad_norm": optax.tree.norm(grads),
+        }
 
     return train_step
 
@@ -263,8 +265,9 @@ def load_trained(
     Returns:
       ``(config, model, state, info)`` with the state's arrays replicated over the data mesh.
     """
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = checkpoint.read_run_config(
+        workdir, "classifier", command="restore it (classifier.load_trained / sdnet_jax.evaluate)"
+    )
     if data_dir is not None:
         config.data.data_dir = data_dir
     info = input_pipeline.get_info(config.data.name, **data_source(config.data))
@@ -280,10 +283,10 @@ def load_trained(
         step = manager.latest_step()
     else:
         step = int(which)
-    if step is None:
-        raise ValueError(f"no checkpoint found in {workdir}/checkpoints.")
-    state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
-    manager.close()
+    try:
+        state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
+    finally:
+        manager.close()
     return config, model, state, info
 
 

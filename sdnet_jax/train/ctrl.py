@@ -18,7 +18,6 @@ checkpoints, resume, SIGTERM handling and logging — is the shared loop of
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -207,7 +206,8 @@ def make_train_step(
         (_, (enc_state, value)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.enc_params)
         updates, enc_opt = tx_enc.update(grads, state.enc_opt, state.enc_params)
         enc_params = models.project_dictionaries(optax.apply_updates(state.enc_params, updates))
-        return state.replace(enc_params=enc_params, enc_state=enc_state, enc_opt=enc_opt), value
+        new = state.replace(enc_params=enc_params, enc_state=enc_state, enc_opt=enc_opt)
+        return new, value, optax.tree.norm(grads)
 
     def decoder_step(state: CTRLState, x, labels):
         z, _ = _run(encoder, state.enc_params, state.enc_state, x)
@@ -225,18 +225,20 @@ def make_train_step(
         updates, dec_opt = tx_dec.update(grads, state.dec_opt, state.dec_params)
         dec_params = models.project_dictionaries(optax.apply_updates(state.dec_params, updates))
         new = state.replace(dec_params=dec_params, dec_state=dec_state, dec_opt=dec_opt)
-        return new, value, distance, jnp.mean(jnp.square(x_hat - x))
+        return new, value, distance, jnp.mean(jnp.square(x_hat - x)), optax.tree.norm(grads)
 
     def train_step(state: CTRLState, batch: dict[str, jax.Array]):
         x, labels = to_symmetric(batch["image"], info), batch["label"]
         for _ in range(n_inner):
-            state, t_enc = encoder_step(state, x, labels)
-        state, t_dec, distance, mse = decoder_step(state, x, labels)
+            state, t_enc, enc_grad_norm = encoder_step(state, x, labels)
+        state, t_dec, distance, mse, dec_grad_norm = decoder_step(state, x, labels)
         metrics = {
             "objective_encoder_step": t_enc,
             "objective_decoder_step": t_dec,
             "sample_distance": distance,
             "mse": mse,
+            "encoder_grad_norm": enc_grad_norm,
+            "decoder_grad_norm": dec_grad_norm,
         }
         return state.replace(step=state.step + 1), metrics
 
@@ -336,8 +338,9 @@ def load_trained(workdir: str, *, which: str | int = "latest", data_dir: str | N
 
     ``which`` is ``'latest'`` or a step number; ``data_dir`` overrides ``config.data.data_dir``.
     """
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = checkpoint.read_run_config(
+        workdir, "ctrl", command="restore it (ctrl.load_trained / benchmarks.ctrl_transfer)"
+    )
     if data_dir is not None:
         config.data.data_dir = data_dir
     info = input_pipeline.get_info(config.data.name, **classifier.data_source(config.data))
@@ -348,10 +351,10 @@ def load_trained(workdir: str, *, which: str | int = "latest", data_dir: str | N
     sharding = parallel.tree_replicated(shapes, parallel.data_mesh())
     manager = checkpoint.make_manager(workdir, max_to_keep=config.max_to_keep)
     step = manager.latest_step() if which == "latest" else int(which)
-    if step is None:
-        raise ValueError(f"no checkpoint found in {workdir}/checkpoints.")
-    state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
-    manager.close()
+    try:
+        state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
+    finally:
+        manager.close()
     return config, encoder, decoder, state, info
 
 

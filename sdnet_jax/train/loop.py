@@ -9,8 +9,15 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 * ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
 * Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
   the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
-  restart with the same ``workdir`` resumes from the latest checkpoint and, since the input pipeline is
-  a function of (seed, step), continues exactly as an uninterrupted run would.
+  restart with the same ``workdir`` resumes from the newest readable checkpoint and, since the input
+  pipeline is a function of (seed, step), continues exactly as an uninterrupted run would.
+* Non-finite guard: the jitted step also reports whether every metric it returns (the tasks return
+  their loss(es) and gradient norm(s)) is finite. The metrics stay on device until the log cadence —
+  or a checkpoint, an evaluation or a stop, which fetch them first — so no step waits on the host.
+  The first non-finite step raises :class:`~sdnet_jax.errors.NonFiniteError` naming it; nothing is
+  saved after the last finite step, so the latest checkpoint stays good.
+* Multi-process: SIGTERM on any host stops all of them at the same step; the hosts agree on it at
+  the log cadence (one small all-gather per ``log_every_steps``, not per step).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from sdnet_jax.errors import NonFiniteError
 from sdnet_jax.train import checkpoint, metrics, parallel
 
 State = Any
@@ -41,7 +49,9 @@ class Task:
 
     Attributes:
       init_state: ``key -> state`` (pure; the state is a pytree with an integer ``step`` field).
-      train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here).
+      train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here). The metrics
+        are scalars and include the loss(es) and gradient norm(s): all of them are checked for
+        finiteness.
       train_batches: ``start_step -> iterator`` over this process's slices of the global batches.
       evaluate: ``(state, split) -> {name: float}`` for ``'validation'`` / ``'test'``.
       num_train_steps: total steps.
@@ -64,8 +74,12 @@ class Task:
     learning_rate: Callable[[int], Any] | None = None
 
 
+FINITE = "finite"  # the metric the guarded step adds: 1 when every other metric is finite
+
+
 class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the loop checks after every step."""
+    """Turns SIGTERM/SIGINT into a flag; the loop checks it after every step (one process) or at
+    the log cadence (several processes, which must agree on the step they stop at)."""
 
     def __init__(self):
         self.requested = False
@@ -118,6 +132,8 @@ def run(
     'step': ...}`` when the run stopped early).
     """
     metrics.quiet_library_logs()
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
     mesh = parallel.data_mesh()
     writer = metrics.MetricWriter(workdir)
     if parallel.is_main_process():
@@ -131,25 +147,26 @@ def run(
     manager = checkpoint.make_manager(
         workdir, max_to_keep=max_to_keep, best_metric=_selection_key(task)
     )
-    latest = manager.latest_step()
-    if latest is None:
+    restored = checkpoint.restore_newest_readable(
+        manager, checkpoint.abstract_like(shapes, state_sharding), set_aside=True
+    )
+    if restored is None:
         state = jax.jit(task.init_state, out_shardings=state_sharding)(key)
     else:
-        logging.info("resuming from %s at step %d", manager.directory, latest)
-        state = checkpoint.restore(
-            manager, latest, checkpoint.abstract_like(shapes, state_sharding)
-        )
+        logging.info("resuming from %s at step %d", manager.directory, restored[0])
+        state = restored[1]
     start_step = int(jax.device_get(state.step))
     total = task.num_train_steps
     train_step = jax.jit(
-        task.train_step,
+        _guarded(task.train_step),
         in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)),
         donate_argnums=(0,),
     )
     batches = task.train_batches(start_step)
     throughput = metrics.Throughput(start_step, total, task.examples_per_step)
-    pending: list[dict[str, jax.Array]] = []
+    pending: list[dict[str, jax.Array]] = []  # on device, fetched at the log cadence
+    fetched: list[dict[str, np.ndarray]] = []  # on host, averaged into the next log line
     step = start_step
     interrupted = False
     with _StopSignal() as stop:
@@ -158,20 +175,33 @@ def run(
             state, step_metrics = train_step(state, batch)
             pending.append(step_metrics)
             step += 1
-            if step % log_every_steps == 0 or step == total:
-                scalars = {k: np.mean(v) for k, v in jax.device_get(_stack(pending)).items()}
+            at_log = step % log_every_steps == 0 or step == total
+            at_eval = bool(eval_every_steps) and step % eval_every_steps == 0 and step < total
+            at_checkpoint = at_eval or step % checkpoint_every_steps == 0
+            stopping = (stop_after_steps is not None and step >= stop_after_steps) or (
+                (at_log or jax.process_count() == 1) and stop.agreed()
+            )
+            if at_log or at_checkpoint or stopping:
+                try:
+                    fetched.append(_fetch_finite(pending, step))
+                except NonFiniteError as err:
+                    manager.wait_until_finished()  # the last good checkpoint is complete
+                    writer.close()
+                    raise NonFiniteError(f"{err} {_after_divergence(manager)}") from None
                 pending = []
+            if at_log:
+                scalars = {k: float(np.mean(np.concatenate([f[k] for f in fetched])))
+                           for k in fetched[0]}  # fmt: skip
+                fetched = []
                 scalars.update(throughput(step))
                 if task.learning_rate is not None:
                     scalars["learning_rate"] = task.learning_rate(step - 1)
                 writer.write_scalars(step, _prefixed("train", scalars))
                 metrics.console(step, total, scalars)
-            val = None
-            if eval_every_steps and (step % eval_every_steps == 0) and step < total:
-                val = _evaluate(task, state, task.eval_splits[0], step, writer)
-            if val is not None or step % checkpoint_every_steps == 0:
+            val = _evaluate(task, state, task.eval_splits[0], step, writer) if at_eval else None
+            if at_checkpoint:
                 checkpoint.save(manager, step, state, _checkpoint_metrics(task, val))
-            if stop.agreed() or (stop_after_steps is not None and step >= stop_after_steps):
+            if stopping:
                 interrupted = step < total
                 break
     if interrupted:
@@ -210,8 +240,41 @@ def run_with_config(
     )
 
 
-def _stack(pending: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
-    return {k: jnp.stack([m[k] for m in pending]) for k in pending[0]}
+def _guarded(train_step):
+    """``train_step`` that also returns ``FINITE``: whether every metric it returns is finite."""
+
+    def guarded(state, batch):
+        state, values = train_step(state, batch)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values.values()]))
+        return state, {**values, FINITE: finite}
+
+    return guarded
+
+
+def _fetch_finite(pending: list[dict[str, jax.Array]], step: int) -> dict[str, np.ndarray]:
+    """The pending steps' metrics on the host (one transfer), ``FINITE`` removed; raises
+    :class:`NonFiniteError` naming the first step (of those ending at ``step``) that was not."""
+    values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
+    finite = values.pop(FINITE)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v[index])))
+        first = step - len(pending) + index + 1
+        raise NonFiniteError(f"{', '.join(bad)} not finite at step {first}.")
+    return values
+
+
+def _after_divergence(manager) -> str:
+    latest = manager.latest_step()
+    saved = (
+        f"its latest checkpoint, step {latest}, is the last good state"
+        if latest is not None
+        else "no checkpoint had been written yet"
+    )
+    return (
+        f"Stopped without saving this or any later step: {saved}. Lower config.optim.lr (or "
+        "check the data), then rerun with the same workdir to resume, or a new one to start over."
+    )
 
 
 def _selection_key(task: Task) -> str | None:

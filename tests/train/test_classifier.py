@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sdnet_jax.data import prepare
 from sdnet_jax.train import checkpoint, classifier
-from tests.data import fakes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(
@@ -46,23 +44,14 @@ def digits_smoke(**overrides):
     return config
 
 
-@pytest.fixture(scope="module")
-def fashion_mnist_data(tmp_path_factory):
-    manual = tmp_path_factory.mktemp("fm_manual")
-    data_dir = tmp_path_factory.mktemp("fm_data")
-    fakes.write_fashion_mnist(os.fspath(manual))
-    prepare.main(["fashion_mnist", f"--manual_dir={manual}", f"--data_dir={data_dir}"])
-    return os.fspath(data_dir)
-
-
 @pytest.mark.parametrize("name", CONFIGS)
-def test_one_step_smoke_of_every_config(name, tmp_path, fashion_mnist_data):
+def test_one_step_smoke_of_every_config(name, tmp_path, fashion_mnist_dir):
     config = load_config(name)
     config.num_train_steps = 1
     config.checkpoint_every_steps = 1
     if config.data.name.startswith("fashion_mnist"):
         # the real TFDS path: array_record data written by the prepare command, no TensorFlow
-        config.data.data_dir = fashion_mnist_data
+        config.data.data_dir = fashion_mnist_dir.data_dir
         config.data.validation_size = 10
         results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
     elif config.data.name == "digits":

@@ -178,10 +178,11 @@ def test_bad_ctrl_config_is_a_clear_error(section, field, value, tmp_path):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
 
 
-def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path):
+def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path, fashion_mnist_dir):
     config = load_config("ctrl_fashion_mnist_csc")
-    with tfds.testing.mock_data(num_examples=48):
-        ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+    config.data.data_dir = fashion_mnist_dir.data_dir  # fake files, prepared in a temporary folder
+    config.data.validation_size = 20
+    ctrl.train_and_evaluate(config, os.fspath(tmp_path))
     # a model trained on (mock) 28x28 Fashion-MNIST reconstructs 8x8 digits resized to 28x28
     (result,) = ctrl_transfer.main([os.fspath(tmp_path), "digits", "--max_examples", "40"])
     assert json.load(open(tmp_path / "transfer.json")) == [result]

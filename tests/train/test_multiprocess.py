@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -69,3 +71,35 @@ def test_two_processes_match_one_and_resume_with_one(tmp_path):
     )  # fmt: skip
     assert more.returncode == 0, more.stderr[-3000:]
     assert json.load(open(os.path.join(two, "results.json")))["final"]["step"] == 6
+
+
+def test_sigterm_on_one_host_stops_both_at_the_same_step(tmp_path):
+    """The hosts agree on stopping at the log cadence (no per-step collective): SIGTERM to
+    process 1 alone stops both cleanly, at the same step, with a checkpoint of it."""
+    workdir = os.fspath(tmp_path / "run")
+    flags = [f for f in FLAGS if "num_train_steps" not in f and "log_every" not in f]
+    launched = subprocess.Popen(
+        ["bash", "launch/local.sh", "--num-processes", "2", "--workdir", workdir, "--timeout",
+         "400", "--", *flags, "--config.num_train_steps=100000", "--config.log_every_steps=3",
+         "--config.checkpoint_every_steps=100000"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    metrics_file = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and launched.poll() is None:
+        if os.path.exists(metrics_file) and len(open(metrics_file).readlines()) >= 2:
+            break
+        time.sleep(0.5)
+    assert launched.poll() is None, launched.stdout.read()
+    found = subprocess.run(
+        ["pgrep", "-f", f"workdir={workdir} .*--process_id=1"], capture_output=True, text=True
+    )
+    (pid,) = [int(p) for p in found.stdout.split()]
+    os.kill(pid, signal.SIGTERM)
+    out, _ = launched.communicate(timeout=300)
+    assert launched.returncode == 0, out
+    logs = [open(os.path.join(workdir, "logs", f"process_{i}.log")).read() for i in range(2)]
+    stopped = [int(log.split("stopped at step ")[1].split(";")[0]) for log in logs]
+    assert stopped[0] == stopped[1] and stopped[0] % 3 == 0, stopped  # at the log cadence
+    steps = [int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit()]
+    assert steps == [stopped[0]]

@@ -5,17 +5,31 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ops-demo test lint format bench clean
+.PHONY: demo ops-demo test lint format bench clean lock
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions CI tested (see `make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Re-resolve constraints.txt from pyproject.toml's open ranges in a fresh venv (then run make test).
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	head -n 4 constraints.txt > constraints.txt.new
+	$(LOCK_VENV)/bin/python -m pip freeze --exclude-editable >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+
 # The main job: train the embedded default (SDNet on scikit-learn's digits) and evaluate it.
+# DEMO_ARGS adds flags, e.g. make demo DEMO_ARGS="--config.num_epochs=1" (what CI runs).
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(PY) -m sdnet_jax.main --config=configs/digits_sdnet.py --workdir=workdir/digits_sdnet
+	$(PY) -m sdnet_jax.main --config=configs/digits_sdnet.py --workdir=workdir/digits_sdnet $(DEMO_ARGS)
 
 ops-demo: $(STAMP)
 	$(PY) -m sdnet_jax.demo
@@ -37,7 +51,7 @@ format: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -50,4 +64,4 @@ bench: $(BENCH_STAMP)
 	cat bench_out/report.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .ruff_cache

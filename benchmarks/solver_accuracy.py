@@ -1,4 +1,4 @@
-"""Solver time-to-accuracy on a classic CSC lasso with a circular boundary (DESIGN.md §8).
+"""Solver time-to-accuracy on a classic CSC lasso with a circular boundary (docs/design.md §8).
 
 Problem (the usual convolutional-BPDN set-up of SPORCO's examples)::
 

@@ -1,6 +1,6 @@
 """Our CSC layer against SDNet's reference PyTorch layer, on this CPU.
 
-The same layer on both sides (DESIGN.md section 2): 2 unrolled iterations, non-negative codes,
+The same layer on both sides (docs/design.md section 2): 2 unrolled iterations, non-negative codes,
 ``λ = 0.1``, step ``t = 0.9 / L``, 3x3 kernels, stride 1, padding 1. PyTorch follows SDNet's public
 code: analysis ``F.conv2d``, synthesis ``F.conv_transpose2d`` with the ``output_padding`` that gives
 the signal's size, ``z₀ = relu(t·Aᵀx − tλ)`` and ``z = relu(z + t·Aᵀ(x − A z) − tλ)``. Ours is the

@@ -1,4 +1,4 @@
-"""Shared pieces of the classifier configs (the papers' recipes, DESIGN.md section 3)."""
+"""Shared pieces of the classifier configs (the papers' recipes, docs/design.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the CSC-CTRL / CTRL configs (DESIGN.md sections 5 and 6)."""
+"""Shared pieces of the CSC-CTRL / CTRL configs (docs/design.md sections 5 and 6)."""
 
 from __future__ import annotations
 

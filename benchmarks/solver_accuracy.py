@@ -190,7 +190,7 @@ def our_solvers(x64, kernel64, lam, max_iters):
             analysis, kw = kwargs()
             observe = lambda z: objective(from_layout(z, layout))
             run = jax.jit(
-                lambda x: ops.solve_lasso_trace(
+                lambda x: ops.solve_lasso(
                     to_layout(x, layout), analysis, observe=observe, num_iters=k, **kw
                 )[1]
             )
@@ -314,7 +314,7 @@ def reference(x64, kernel64, lam, iters):
             x, analysis, synthesis=synthesis, normal_solver=normal_solver, lam=lam, num_iters=iters
         )
         gap = ops.optimality_gap(x, z, analysis, synthesis=synthesis, lam=lam)
-        return ops.lasso_objective(x, z, synthesis, lam=lam), gap
+        return ops.lasso_objective(x, z, analysis, synthesis=synthesis, lam=lam), gap
 
     f_star, kkt = solve(x)
     return float(f_star), float(kkt)

@@ -4,7 +4,7 @@ The same layer on both sides (docs/design.md section 2): 2 unrolled iterations, 
 ``λ = 0.1``, step ``t = 0.9 / L``, 3x3 kernels, stride 1, padding 1. PyTorch follows SDNet's public
 code: analysis ``F.conv2d``, synthesis ``F.conv_transpose2d`` with the ``output_padding`` that gives
 the signal's size, ``z₀ = relu(t·Aᵀx − tλ)`` and ``z = relu(z + t·Aᵀ(x − A z) − tλ)``. Ours is the
-pure op (:func:`sdnet_jax.ops.sdnet_fista` on :func:`sdnet_jax.ops.conv_pair`, jitted, NHWC) and the
+pure op (:func:`sdnet_jax.ops.sdnet` on :func:`sdnet_jax.ops.conv_pair`, jitted, NHWC) and the
 Flax layer :class:`sdnet_jax.models.CSCConv` applied with its ``power_iteration`` collection frozen.
 
 ``L`` is estimated once, outside the timed region, and given to both sides as a number (the same
@@ -110,11 +110,11 @@ def lipschitz(kernel: jax.Array, hw: tuple[int, int], stride: int, padding: int)
 
 
 def ours_op(x, kernel, *, step, stride=1, padding=1, num_iters=NUM_ITERS):
-    """Our side, the pure op: ``sdnet_fista`` on the conv pair (NHWC, HWIO)."""
+    """Our side, the pure op: ``ops.sdnet`` on the conv pair (NHWC, HWIO)."""
     analysis, synthesis = ops.conv_pair(
         kernel, signal_hw=x.shape[1:3], strides=stride, padding=padding
     )
-    return ops.sdnet_fista(
+    return ops.sdnet(
         x,
         analysis,
         synthesis=synthesis,

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         z = ops.fista(
             x, analysis, synthesis=synthesis, lam=args.lam, step=step, num_iters=args.iters
         )
-        return ops.lasso_objective(x, z, synthesis, lam=args.lam) / x.size
+        return ops.lasso_objective(x, z, analysis, synthesis=synthesis, lam=args.lam) / x.size
 
     optimizer = optax.adam(3e-3)
 
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                 ops.lasso_objective(
                     x,
                     ops.solve_lasso(x, analysis, lam=args.lam, step=step, num_iters=k, method=m),
-                    synthesis,
+                    analysis,
+                    synthesis=synthesis,
                     lam=args.lam,
                 )
             )

@@ -10,8 +10,10 @@ Proximal maps:
 Spectral norm:
   power_iteration
 Lasso:
-  solve_lasso, solve_lasso_trace, ista, fista, sdnet_fista, fista_restart, admm, lasso_objective,
-  optimality_gap, momentum_coefficients
+  solve_lasso (one solver; observe= records every iterate), and it with method bound: ista, fista,
+  sdnet, fista_restart, admm; lasso_objective, optimality_gap, momentum_coefficients
+Types:
+  LinearOp, NormalSolver, UNROLL_LIMIT
 Rate reduction (MCR², CTRL):
   coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms, sample_distance,
   ctrl_multiclass_objective, ctrl_binary_objective, ctrl_unsupervised_objective, PAIRWISE_DISTANCES
@@ -45,9 +47,8 @@ from sdnet_jax.ops.lasso import (
     lasso_objective,
     momentum_coefficients,
     optimality_gap,
-    sdnet_fista,
+    sdnet,
     solve_lasso,
-    solve_lasso_trace,
 )
 from sdnet_jax.ops.prox import elastic_net_prox, nonneg_soft_threshold, soft_threshold
 from sdnet_jax.ops.rates import (
@@ -63,12 +64,16 @@ from sdnet_jax.ops.rates import (
     sample_distance,
 )
 from sdnet_jax.ops.spectral import adjoint, power_iteration
+from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp, NormalSolver
 
 __all__ = [
     "GRAD_MODES",
     "METHODS",
     "PAIRWISE_DISTANCES",
     "SPLITTING_METHODS",
+    "UNROLL_LIMIT",
+    "LinearOp",
+    "NormalSolver",
     "adjoint",
     "admm",
     "circular_conv_lipschitz",
@@ -102,8 +107,7 @@ __all__ = [
     "power_iteration",
     "rate_reduction",
     "sample_distance",
-    "sdnet_fista",
+    "sdnet",
     "soft_threshold",
     "solve_lasso",
-    "solve_lasso_trace",
 ]

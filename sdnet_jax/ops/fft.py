@@ -34,7 +34,7 @@ what the ADMM solver of :mod:`sdnet_jax.ops.lasso` needs, and ``‖A‖²`` is k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -42,12 +42,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from sdnet_jax.ops import _checks
+from sdnet_jax.ops.types import LinearOp, NormalSolver
 
 IMPLS = ("fft", "direct")
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-
-LinearOp = Callable[[jax.Array], jax.Array]
-NormalSolver = Callable[[jax.Array, jax.Array | float], jax.Array]
 
 
 def _wrap_pads(kernel_hw: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -48,9 +48,8 @@ Iteration 0 from ``z = 0`` is a single analysis op, ``z₀ = prox(t·Aᵀx)``, s
 ``2K − 1`` operator applications; from a warm start ``z0`` it is a full step (``2K`` applications).
 
 The iteration count is fixed (a Python loop up to ``UNROLL_LIMIT + 1`` iterations, a ``lax.scan``
-beyond), so the solvers are differentiable and compile once. (A ``lax.scan`` of length 1 made XLA's
-CPU backward pass 80x slower for K = 2, hence the Python loop for the short solves SDNet uses.) The step size is a constant for differentiation (as in SDNet);
-gradients flow to ``x``, to whatever the operators close over (the dictionary), to ``λ`` and ``μ``.
+beyond), so the solvers are differentiable and compile once. The step size is a constant for
+differentiation (as in SDNet); gradients flow to ``x``, to whatever the operators close over (the dictionary), to ``λ`` and ``μ``.
 
 Gradient modes:
 
@@ -65,11 +64,10 @@ Gradient modes:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,14 +76,13 @@ from jax import lax
 
 from sdnet_jax.ops import _checks
 from sdnet_jax.ops.prox import elastic_net_prox
-from sdnet_jax.ops.spectral import LinearOp, adjoint
+from sdnet_jax.ops.spectral import adjoint
+from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp, NormalSolver
 
-NormalSolver = Callable[[jax.Array, jax.Array], jax.Array]
-
+Method = Literal["ista", "fista", "sdnet", "fista_restart", "admm"]
 METHODS = ("ista", "fista", "sdnet", "fista_restart")  # need only the operator pair
 SPLITTING_METHODS = ("admm",)  # need a normal-equation solver as well
 GRAD_MODES = ("unrolled", "implicit")
-UNROLL_LIMIT = 16  # iterations beyond the first that are unrolled in Python; more run in a lax.scan
 
 
 def momentum_coefficients(num_iters: int) -> np.ndarray:
@@ -425,32 +422,36 @@ def solve_lasso(
     analysis: LinearOp,
     *,
     lam: jax.Array | float,
-    step: jax.Array | float | None = None,
     num_iters: int,
-    method: str = "fista",
+    method: Method = "fista",
+    step: jax.Array | float | None = None,
     synthesis: LinearOp | None = None,
     z0: jax.Array | None = None,
     nonneg: bool = False,
     mu: jax.Array | float = 0.0,
-    grad: str = "unrolled",
+    grad: Literal["unrolled", "implicit"] = "unrolled",
     cg_iters: int = 100,
     normal_solver: NormalSolver | None = None,
     rho: jax.Array | float | None = None,
     relax: float = 1.8,
     adapt_rho: int = 100,
-) -> jax.Array:
+    observe: Callable[[jax.Array], Any] | None = None,
+) -> jax.Array | tuple[jax.Array, Any]:
     """Solves ``argmin_z λ‖z‖₁ + μ/2‖z‖² + ½‖x − A z‖²`` with a fixed number of iterations.
+
+    The one solver of this module; :func:`ista`, :func:`fista`, :func:`sdnet`,
+    :func:`fista_restart` and :func:`admm` are this function with ``method`` bound.
 
     Args:
       x: signal, any shape the operators accept (e.g. ``(N, H, W, C_in)`` for a conv dictionary).
       analysis: ``Aᵀ``, signal -> code (e.g. ``partial(conv_analysis, kernel=W)``).
       lam: ``λ >= 0``; scalar or broadcastable to the code (per-channel).
-      step: step size ``t > 0`` of the proximal-gradient methods (required by them); take
-        ``0.9 / L`` with ``L`` from :func:`power_iteration` (or ``1 / L`` with an exact ``L``).
-        Not used by ``'admm'``.
       num_iters: iterations ``K >= 1`` (iteration 0 included).
       method: ``'ista'``, ``'fista'`` (textbook), ``'sdnet'`` (SDNet's variant),
         ``'fista_restart'`` (FISTA with adaptive restart) or ``'admm'`` (needs ``normal_solver``).
+      step: step size ``t > 0`` of the proximal-gradient methods (required by them); take
+        ``0.9 / L`` with ``L`` from :func:`power_iteration` (or ``1 / L`` with an exact ``L``).
+        Not used by ``'admm'``.
       synthesis: ``A``, code -> signal; derived from ``analysis`` by ``jax.linear_transpose`` if omitted.
       z0: warm start (code shape); ``None`` starts from zero.
       nonneg: constrain ``z >= 0`` (SDNet's default).
@@ -463,17 +464,26 @@ def solve_lasso(
       relax: ``'admm'`` only: over-relaxation ``α`` in ``(0, 2)``; 1 is plain ADMM.
       adapt_rho: ``'admm'`` only: rebalance ``ρ`` (SPORCO's rule) after each of the first
         ``adapt_rho`` iterations, then keep it fixed; 0 (or 1) keeps the initial ``ρ``.
+      observe: records ``observe(z_k)`` after every iteration (any pytree of arrays), for
+        convergence curves and time-to-accuracy, e.g.
+        ``observe=lambda z: lasso_objective(x, z, analysis, lam=lam)``. The iterations then run as
+        one ``lax.scan`` and need ``grad='unrolled'``.
 
     Returns:
-      the code ``z`` after ``num_iters`` iterations, shaped like ``analysis(x)``.
+      the code ``z`` after ``num_iters`` iterations, shaped like ``analysis(x)``; with ``observe``,
+      ``(z, trace)`` where ``trace[k] = observe(z after k + 1 iterations)``, stacked over ``k``.
 
     Raises:
       ValueError: on a bad argument, before anything is compiled.
     """
     kw = dict(locals())
+    if observe is not None and grad != "unrolled":
+        raise ValueError(f"observe needs grad='unrolled' (it records the iterates), got {grad!r}.")
     synthesis, cfg, z_init, lam, mu, step, rho = _prepare(x, analysis, kw)
     if grad == "unrolled":
-        return _iterate(analysis, synthesis, x, z_init, lam, mu, step, cfg, rho, normal_solver)
+        return _iterate(
+            analysis, synthesis, x, z_init, lam, mu, step, cfg, rho, normal_solver, observe
+        )
 
     def pair(x_, z_, b_, rho_):
         solved = jnp.zeros_like(b_) if normal_solver is None else normal_solver(b_, rho_)
@@ -483,79 +493,29 @@ def solve_lasso(
     return _implicit_solve(converted, cfg, x, z_init, lam, mu, step, rho, *consts)
 
 
-def solve_lasso_trace(
-    x: jax.Array,
-    analysis: LinearOp,
-    *,
-    observe: Callable[[jax.Array], jax.Array],
-    **kwargs,
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`solve_lasso` that also returns ``observe(z_k)`` after every iteration.
-
-    Runs the same iterations (as one ``lax.scan``) and returns ``(z, trace)`` with
-    ``trace[k] = observe(z after k + 1 iterations)`` for ``k = 0 .. num_iters − 1`` (stacked; any
-    pytree of arrays). For convergence curves and time-to-accuracy measurements, e.g.
-    ``observe=lambda z: lasso_objective(x, z, synthesis, lam=lam)``. Takes the keyword arguments of
-    :func:`solve_lasso` except ``grad`` (differentiation is unrolled).
-    """
-    if "grad" in kwargs:
-        raise ValueError("grad is not an argument of solve_lasso_trace (it is always unrolled).")
-    params = {
-        name: p.default
-        for name, p in inspect.signature(solve_lasso).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    unknown = set(kwargs) - set(params)
-    if unknown:
-        raise TypeError(f"solve_lasso_trace got unexpected arguments {sorted(unknown)}.")
-    missing = [n for n, d in params.items() if d is inspect.Parameter.empty and n not in kwargs]
-    if missing:
-        raise TypeError(f"solve_lasso_trace missing required keyword arguments {missing}.")
-    kw = {**params, **kwargs}
-    synthesis, cfg, z_init, lam, mu, step, rho = _prepare(x, analysis, kw)
-    return _iterate(
-        analysis, synthesis, x, z_init, lam, mu, step, cfg, rho, kw["normal_solver"], observe
-    )
-
-
-def ista(x: jax.Array, analysis: LinearOp, **kwargs) -> jax.Array:
-    """:func:`solve_lasso` with ``method='ista'``."""
-    return solve_lasso(x, analysis, method="ista", **kwargs)
-
-
-def fista(x: jax.Array, analysis: LinearOp, **kwargs) -> jax.Array:
-    """:func:`solve_lasso` with ``method='fista'`` (textbook FISTA)."""
-    return solve_lasso(x, analysis, method="fista", **kwargs)
-
-
-def sdnet_fista(x: jax.Array, analysis: LinearOp, **kwargs) -> jax.Array:
-    """:func:`solve_lasso` with ``method='sdnet'`` (SDNet's FISTA variant)."""
-    return solve_lasso(x, analysis, method="sdnet", **kwargs)
-
-
-def fista_restart(x: jax.Array, analysis: LinearOp, **kwargs) -> jax.Array:
-    """:func:`solve_lasso` with ``method='fista_restart'`` (FISTA with adaptive gradient restart)."""
-    return solve_lasso(x, analysis, method="fista_restart", **kwargs)
-
-
-def admm(x: jax.Array, analysis: LinearOp, *, normal_solver: NormalSolver, **kwargs) -> jax.Array:
-    """:func:`solve_lasso` with ``method='admm'`` (needs ``normal_solver``; ``step`` is not used)."""
-    return solve_lasso(x, analysis, method="admm", normal_solver=normal_solver, **kwargs)
+ista = partial(solve_lasso, method="ista")
+fista = partial(solve_lasso, method="fista")  # textbook FISTA
+sdnet = partial(solve_lasso, method="sdnet")  # SDNet's FISTA variant
+fista_restart = partial(solve_lasso, method="fista_restart")  # adaptive gradient restart
+admm = partial(solve_lasso, method="admm")  # needs normal_solver; step is not used
 
 
 def lasso_objective(
     x: jax.Array,
     z: jax.Array,
-    synthesis: LinearOp,
+    analysis: LinearOp,
     *,
     lam: jax.Array | float,
     mu: jax.Array | float = 0.0,
+    synthesis: LinearOp | None = None,
 ) -> jax.Array:
     """``λ‖z‖₁ + μ/2‖z‖² + ½‖x − A z‖²`` summed over everything (the batch included).
 
+    ``synthesis`` (``A``) is derived from ``analysis`` when omitted, as in :func:`solve_lasso`.
     The problem is separable over examples, so the batch sum is what the solvers minimise; ``vmap``
     over a leading axis for per-example values.
     """
+    synthesis = _resolve_synthesis(analysis, synthesis, x)
     residual = x - synthesis(z)
     return (
         jnp.sum(lam * jnp.abs(z))

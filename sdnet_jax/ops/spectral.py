@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from sdnet_jax.ops import _checks
-
-LinearOp = Callable[[jax.Array], jax.Array]
+from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp
 
 
 def adjoint(op: LinearOp, example: jax.Array | jax.ShapeDtypeStruct) -> LinearOp:
@@ -24,9 +21,6 @@ def adjoint(op: LinearOp, example: jax.Array | jax.ShapeDtypeStruct) -> LinearOp
 
 def _unit(v: jax.Array) -> jax.Array:
     return v / jnp.maximum(jnp.linalg.norm(v.ravel()), jnp.finfo(v.dtype).tiny)
-
-
-UNROLL_LIMIT = 8  # iterations unrolled in Python; more run in a lax.fori_loop
 
 
 def power_iteration(

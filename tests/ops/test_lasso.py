@@ -126,12 +126,14 @@ def test_fista_needs_fewer_iterations_than_ista():
     d, x, step = _dense_problem(m=30, n=60, seed=3)
     analysis, synthesis = ops.dense_pair(d)
     z_star = ops.fista(x, analysis, lam=0.05, step=step, num_iters=5000)
-    f_star = float(ops.lasso_objective(x, z_star, synthesis, lam=0.05))
+    f_star = float(ops.lasso_objective(x, z_star, analysis, synthesis=synthesis, lam=0.05))
 
     def iterations_to(method, tol):
         for k in [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560]:
             z = ops.solve_lasso(x, analysis, lam=0.05, step=step, num_iters=k, method=method)
-            if float(ops.lasso_objective(x, z, synthesis, lam=0.05)) - f_star <= tol * abs(f_star):
+            if float(
+                ops.lasso_objective(x, z, analysis, synthesis=synthesis, lam=0.05)
+            ) - f_star <= tol * abs(f_star):
                 return k
         return np.inf
 
@@ -343,11 +345,11 @@ def test_new_solvers_converge_to_the_fista_minimiser(nonneg, mu):
     want = ops.fista(x, analysis, synthesis=synthesis, step=step, num_iters=20000, **kw)
     restart = ops.fista_restart(x, analysis, synthesis=synthesis, step=step, num_iters=3000, **kw)
     admm = ops.admm(x, analysis, synthesis=synthesis, normal_solver=solver, num_iters=1500, **kw)
-    f_want = ops.lasso_objective(x, want, synthesis, lam=0.1, mu=mu)
+    f_want = ops.lasso_objective(x, want, analysis, synthesis=synthesis, lam=0.1, mu=mu)
     for z in (restart, admm):
         np.testing.assert_allclose(z, want, atol=1e-4)
         assert ops.optimality_gap(x, z, analysis, synthesis=synthesis, **kw) < 1e-8
-        f = ops.lasso_objective(x, z, synthesis, lam=0.1, mu=mu)
+        f = ops.lasso_objective(x, z, analysis, synthesis=synthesis, lam=0.1, mu=mu)
         assert f <= f_want * (1 + 1e-12) and f >= f_want * (1 - 1e-9)
     np.testing.assert_allclose(restart, admm, atol=1e-8)
 
@@ -357,13 +359,16 @@ def test_admm_needs_fewer_iterations_than_fista_on_a_circular_problem():
     f_star = ops.lasso_objective(
         x,
         ops.admm(x, analysis, synthesis=synthesis, normal_solver=solver, lam=0.1, num_iters=2000),
-        synthesis,
+        analysis,
+        synthesis=synthesis,
         lam=0.1,
     )
-    observe = lambda z: (ops.lasso_objective(x, z, synthesis, lam=0.1) - f_star) / f_star
+    observe = lambda z: (
+        (ops.lasso_objective(x, z, analysis, synthesis=synthesis, lam=0.1) - f_star) / f_star
+    )
     kw = dict(synthesis=synthesis, lam=0.1, num_iters=400, observe=observe)
-    _, gap_admm = ops.solve_lasso_trace(x, analysis, method="admm", normal_solver=solver, **kw)
-    _, gap_fista = ops.solve_lasso_trace(x, analysis, method="fista", step=step, **kw)
+    _, gap_admm = ops.admm(x, analysis, normal_solver=solver, **kw)
+    _, gap_fista = ops.fista(x, analysis, step=step, **kw)
 
     def first(gaps, tol=1e-5):
         hit = np.flatnonzero(np.asarray(gaps) <= tol)
@@ -378,15 +383,15 @@ def test_trace_follows_the_solver(method):
     x, analysis, synthesis, solver, step = _circular_problem()
     kw = dict(synthesis=synthesis, lam=0.1, method=method)
     kw.update(normal_solver=solver) if method == "admm" else kw.update(step=step)
-    z, trace = ops.solve_lasso_trace(x, analysis, num_iters=20, observe=lambda z: z, **kw)
+    z, trace = ops.solve_lasso(x, analysis, num_iters=20, observe=lambda z: z, **kw)
     assert trace.shape == (20, *z.shape)
     np.testing.assert_allclose(trace[-1], z, rtol=1e-12)
     for k in [1, 2, 5, 20]:  # the Python-loop and lax.scan paths of solve_lasso agree with it
         np.testing.assert_allclose(
             trace[k - 1], ops.solve_lasso(x, analysis, num_iters=k, **kw), rtol=1e-10, atol=1e-12
         )
-    with pytest.raises(ValueError, match="grad"):
-        ops.solve_lasso_trace(x, analysis, num_iters=2, observe=jnp.sum, grad="implicit", **kw)
+    with pytest.raises(ValueError, match="observe needs grad='unrolled'"):
+        ops.solve_lasso(x, analysis, num_iters=2, observe=jnp.sum, grad="implicit", **kw)
 
 
 def test_fista_restart_restarts_per_example():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdnet_jax import ops
-from sdnet_jax.ops.spectral import UNROLL_LIMIT
+from sdnet_jax.ops.types import UNROLL_LIMIT
 from tests.ops.reference import operator_matrix
 
 

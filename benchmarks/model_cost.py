@@ -33,7 +33,9 @@ import ml_collections
 from benchmarks.common import header, median_ratio, write_json
 from benchmarks.layer_cost import flops
 from sdnet_jax import models
-from sdnet_jax.train import classifier, optim
+from sdnet_jax.runs.classifier import make_init_state
+from sdnet_jax.runtime import optim
+from sdnet_jax.train import classifier
 
 SETUPS = {"cifar": (32, 10, "cifar"), "imagenet": (224, 1000, "imagenet")}
 BASELINE = "resnet18"
@@ -57,7 +59,7 @@ def build(name: str, size: int, num_classes: int, stem: str, batch_size: int, **
     model = models.get_model(name, num_classes=num_classes, stem=stem, **model_kw)
     config = dict(name="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4)
     tx = optim.make_optimizer(ml_collections.ConfigDict(config), 0.1)
-    init = jax.jit(classifier.make_init_state(model, tx, (size, size, 3)))
+    init = jax.jit(make_init_state(model, tx, (size, size, 3)))
     key = jax.random.key(0)
     state = init.lower(key).compile(compiler_options=FAST_COMPILE)(key)  # not timed
     batch = dict(

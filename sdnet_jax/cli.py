@@ -25,7 +25,7 @@ def initialize_multihost() -> None:
     """Sets this project's CPU XLA options (:mod:`sdnet_jax.xla_flags`), starts JAX's multi-process
     runtime when the flags ask for it, quiets library logs."""
     from sdnet_jax import xla_flags
-    from sdnet_jax.train import metrics, parallel
+    from sdnet_jax.runtime import metrics, parallel
 
     xla_flags.prefer_eigen_convolutions()
 

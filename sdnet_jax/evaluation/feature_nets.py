@@ -153,7 +153,7 @@ def _is_head(module: nn.Module) -> bool:
 class ClassifierFeatures:
     """Penultimate features of a trained classifier (the input of its final ``head`` Dense).
 
-    The classifier is restored with :func:`sdnet_jax.train.classifier.load_trained` from ``workdir``
+    The classifier is restored with :func:`sdnet_jax.runs.load_classifier` from ``workdir``
     (``which``: ``'best'``, ``'latest'`` or a step). Its ``head`` input is captured with
     :func:`flax.linen.intercept_methods` (the model is unchanged); for the ResNet / SDNet family it
     is the global-average-pooled last stage, ``(N, 8·width)``.
@@ -176,11 +176,11 @@ class ClassifierFeatures:
         resize: bool = True,
         batch_size: int = 256,
     ) -> None:
-        from sdnet_jax.train import classifier  # heavy (TFDS, Orbax): only when used
+        from sdnet_jax.runs import load_classifier  # heavy (TFDS, Orbax): only when used
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        config, model, state, info = classifier.load_trained(
+        config, model, state, info = load_classifier(
             os.fspath(workdir), which=which, data_dir=data_dir
         )
         self.workdir = os.fspath(workdir)

@@ -10,7 +10,7 @@ scalars)`` jitted once per evaluated model by :class:`Evaluator`; the corruption
 the configured list, dispatched with ``lax.switch``), its severity, λ, ε and the PGD step size are
 traced arguments, so a whole sweep compiles four programs: the corruption/λ cells, the adaptive
 rule, and one PGD program per norm. Batches are sharded over the data mesh exactly like
-training's (global-view ``jax.jit``, :func:`sdnet_jax.train.parallel.shard_batch`); each call
+training's (global-view ``jax.jit``, :func:`sdnet_jax.runtime.parallel.shard_batch`); each call
 returns masked sums (correct, loss, statistics) that the host adds up.
 
 Pixel space. The input pipeline yields normalised images ``(x − mean) / std``. Corruptions and
@@ -67,12 +67,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import logging
 
+from sdnet_jax import checks
 from sdnet_jax.data import corruptions as corruptions_lib
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.models.csc import CSCConv
-from sdnet_jax.train import classifier, parallel
+from sdnet_jax.runs import TrainState, data_source, load_classifier
+from sdnet_jax.runtime import parallel
 
 __all__ = [
     "CLEAN",
@@ -145,26 +148,15 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float | np.floating)) and math.isfinite(value)
-
-
 def _check_numbers(e: Any, name: str, *, allow_empty: bool = True) -> None:
     values = e[name]
     where = f"config.eval.{name}"
-    _check(isinstance(values, list | tuple), f"{where} must be a tuple of numbers, got {values!r}.")
-    _check(allow_empty or len(values) > 0, f"{where} must not be empty.")
-    _check(
-        all(_is_number(v) and v >= 0 for v in values),
+    checks.require(
+        isinstance(values, list | tuple), f"{where} must be a tuple of numbers, got {values!r}."
+    )
+    checks.require(allow_empty or len(values) > 0, f"{where} must not be empty.")
+    checks.require(
+        all(checks.is_number(v) and v >= 0 for v in values),
         f"{where} must hold finite numbers >= 0, got {tuple(values)!r}.",
     )
 
@@ -172,67 +164,69 @@ def _check_numbers(e: Any, name: str, *, allow_empty: bool = True) -> None:
 def validate_eval_config(e: Any) -> None:
     """Raises a ``ValueError`` naming the first bad field of ``config.eval``; compiles nothing."""
     unknown = sorted(set(e.keys()) - set(default_eval_config().keys()))
-    _check(not unknown, f"config.eval has unknown field(s) {unknown}.")
+    checks.require(not unknown, f"config.eval has unknown field(s) {unknown}.")
     names = e.corruptions
-    _check(
+    checks.require(
         isinstance(names, list | tuple) and all(n in corruptions_lib.CORRUPTIONS for n in names),
         f"config.eval.corruptions must be names among {list(corruptions_lib.CORRUPTIONS)}, "
         f"got {names!r}.",
     )
-    _check(len(set(names)) == len(names), "config.eval.corruptions has duplicates.")
+    checks.require(len(set(names)) == len(names), "config.eval.corruptions has duplicates.")
     severities = e.severities
-    _check(
+    checks.require(
         isinstance(severities, list | tuple)
-        and all(_is_int(s) and 1 <= s <= corruptions_lib.NUM_SEVERITIES for s in severities),
+        and all(checks.is_int(s) and 1 <= s <= corruptions_lib.NUM_SEVERITIES for s in severities),
         f"config.eval.severities must be integers in 1..{corruptions_lib.NUM_SEVERITIES}, "
         f"got {severities!r}.",
     )
-    _check(
+    checks.require(
         e.table in corruptions_lib.TABLES,
         f"config.eval.table must be one of {corruptions_lib.TABLES}, got {e.table!r}.",
     )
     _check_numbers(e, "lams")
-    _check(e.lam_scope in SCOPES, f"config.eval.lam_scope must be one of {SCOPES}.")
-    _check(isinstance(e.adaptive, bool), "config.eval.adaptive must be a bool.")
-    _check(
+    checks.require(e.lam_scope in SCOPES, f"config.eval.lam_scope must be one of {SCOPES}.")
+    checks.require(isinstance(e.adaptive, bool), "config.eval.adaptive must be a bool.")
+    checks.require(
         not e.adaptive or len(set(e.lams)) >= 2,
         "config.eval.adaptive needs at least 2 distinct values in config.eval.lams (or set it "
         "False).",
     )
     norms = e.pgd_norms
-    _check(
+    checks.require(
         isinstance(norms, list | tuple) and all(n in NORMS for n in norms),
         f"config.eval.pgd_norms must be names among {NORMS}, got {norms!r}.",
     )
     for norm in norms:
         _check_numbers(e, f"pgd_{norm}_epsilons", allow_empty=False)
-    _check(
-        _is_int(e.pgd_steps) and e.pgd_steps >= 1,
+    checks.require(
+        checks.is_int(e.pgd_steps) and e.pgd_steps >= 1,
         f"config.eval.pgd_steps must be an integer >= 1, got {e.pgd_steps!r}.",
     )
-    _check(
-        _is_number(e.pgd_step_size) and e.pgd_step_size > 0,
+    checks.require(
+        checks.is_number(e.pgd_step_size) and e.pgd_step_size > 0,
         f"config.eval.pgd_step_size must be > 0 (a fraction of ε), got {e.pgd_step_size!r}.",
     )
-    _check(isinstance(e.pgd_random_start, bool), "config.eval.pgd_random_start must be a bool.")
+    checks.require(
+        isinstance(e.pgd_random_start, bool), "config.eval.pgd_random_start must be a bool."
+    )
     _check_numbers(e, "pgd_lams")
-    _check(
-        _is_int(e.batch_size) and e.batch_size > 0,
+    checks.require(
+        checks.is_int(e.batch_size) and e.batch_size > 0,
         f"config.eval.batch_size must be a positive integer, got {e.batch_size!r}.",
     )
     parallel.check_batch_size(e.batch_size, "config.eval.batch_size")
     for name in ("max_examples", "pgd_max_examples"):
-        _check(
-            _is_int(e[name]) and e[name] >= 0,
+        checks.require(
+            checks.is_int(e[name]) and e[name] >= 0,
             f"config.eval.{name} must be an integer >= 0 (0 = all), got {e[name]!r}.",
         )
     which = str(e.checkpoint)
-    _check(
+    checks.require(
         which in ("best", "latest") or which.isdigit(),
         f"config.eval.checkpoint must be 'best', 'latest' or a step number, got {which!r}.",
     )
-    _check(_is_int(e.seed), f"config.eval.seed must be an integer, got {e.seed!r}.")
-    _check(isinstance(e.plots, bool), "config.eval.plots must be a bool.")
+    checks.require(checks.is_int(e.seed), f"config.eval.seed must be an integer, got {e.seed!r}.")
+    checks.require(isinstance(e.plots, bool), "config.eval.plots must be a bool.")
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -305,7 +299,7 @@ def masked_sums(
     """Masked totals of a batch: ``count``, ``correct``, ``loss`` and every statistic."""
     mask = batch["mask"]
     correct = (jnp.argmax(logits, -1) == batch["label"]) * mask
-    loss = classifier.cross_entropy(logits, batch["label"]) * mask
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask
     sums = {"count": jnp.sum(mask), "correct": jnp.sum(correct), "loss": jnp.sum(loss)}
     for name, value in stats.items():
         sums[name] = jnp.sum(value * mask)
@@ -349,7 +343,7 @@ class Evaluator:
     """The jitted evaluation programs of one trained model.
 
     Args:
-      model: the classifier (``load_trained``'s).
+      model: the classifier (``load_classifier``'s).
       info: its data set's info (``mean``/``std`` map between pixels and the model's input).
       corruption_names: the corruptions cells may use (indices 1.. in that order).
       table: the corruption parameters, ``'cifar10'`` or ``'imagenet'``.
@@ -450,7 +444,10 @@ class Evaluator:
                 logits = model.apply(
                     variables, to_normalised(x, mean, std), train=False, **_lam_kwargs(lam, scope)
                 )
-                return jnp.sum(classifier.cross_entropy(logits, batch["label"]) * batch["mask"])
+                return jnp.sum(
+                    optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+                    * batch["mask"]
+                )
 
             delta = jnp.zeros_like(pixels)
             if random_start:
@@ -499,7 +496,7 @@ class SplitBatches:
     ) -> None:
         self.config, self.split = config, split
         self.batch_size, self.max_examples, self.data_dir = batch_size, max_examples, data_dir
-        self.source = {**classifier.data_source(config.data), "data_dir": data_dir}
+        self.source = {**data_source(config.data), "data_dir": data_dir}
         info = input_pipeline.get_info(config.data.name, **self.source)
         total = info.num_test if split == "test" else info.num_validation
         self.num_examples = min(total, max_examples) if max_examples else total
@@ -546,7 +543,7 @@ def _metrics(totals: dict[str, float]) -> dict[str, float]:
 
 def _one_pass(
     fn: Callable[..., dict[str, jax.Array]],
-    state: classifier.TrainState,
+    state: TrainState,
     batches: Iterable[Batch],
     mesh: jax.sharding.Mesh,
     *args: Any,
@@ -603,7 +600,7 @@ class Sweep:
 
 def run_sweep(
     evaluator: Evaluator,
-    state: classifier.TrainState,
+    state: TrainState,
     batches: SplitBatches,
     cells: Sequence[Cell],
     lams: Sequence[float | None],
@@ -721,7 +718,7 @@ def fit_adaptive_rule(validation: Sweep, grid: Sequence[float]) -> AdaptiveRule:
 
 def run_adaptive(
     evaluator: Evaluator,
-    state: classifier.TrainState,
+    state: TrainState,
     batches: SplitBatches,
     cells: Sequence[Cell],
     rule: AdaptiveRule,
@@ -750,7 +747,7 @@ def run_adaptive(
 
 def run_pgd(
     evaluator: Evaluator,
-    state: classifier.TrainState,
+    state: TrainState,
     batches: Iterable[Batch],
     lams: Sequence[float | None],
     epsilons: dict[str, Sequence[float]],
@@ -804,7 +801,7 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
     started = time.perf_counter()
     which = e.checkpoint if e.checkpoint in ("best", "latest") else int(e.checkpoint)
     data_dir = e.data_dir or None
-    config, model, state, info = classifier.load_trained(workdir, which=which, data_dir=data_dir)
+    config, model, state, info = load_classifier(workdir, which=which, data_dir=data_dir)
     data_dir = config.data.data_dir or None
     mesh = parallel.data_mesh()
     has_csc = STEM in state.params

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from sdnet_jax import ops
-from sdnet_jax.ops._checks import check_rank, pair
+from sdnet_jax.checks import check_rank, pair
 from sdnet_jax.ops.dictionary import Padding
 
 CSC_OPTIONS = (

@@ -62,8 +62,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sdnet_jax.checks import check_rank
 from sdnet_jax.models.csc import CSCConv, csc_layer
-from sdnet_jax.ops._checks import check_rank
 
 ModuleDef = Callable[..., nn.Module]
 dcgan_init = nn.initializers.normal(0.02)

@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from sdnet_jax.ops import _checks
+from sdnet_jax import checks
 
 Padding = str | int | Sequence[tuple[int, int]]
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
@@ -91,7 +91,7 @@ def conv_padding(
     """
     if isinstance(padding, str):
         name = padding.upper()
-        _checks.check_choice("padding", name, ("SAME", "VALID"))
+        checks.check_choice("padding", name, ("SAME", "VALID"))
         pads = lax.padtype_to_pads(tuple(signal_hw), tuple(kernel_hw), tuple(strides), name)
         return tuple((int(lo), int(hi)) for lo, hi in pads)  # type: ignore[return-value]
     if isinstance(padding, int | np.integer):
@@ -108,7 +108,7 @@ def code_hw(
     signal_hw: Sequence[int], kernel_hw: Sequence[int], strides: Padding, padding: Padding
 ) -> tuple[int, int]:
     """Spatial size of the code ``Aᵀ x`` for a signal of spatial size ``signal_hw``."""
-    strides = _checks.pair("strides", strides)
+    strides = checks.pair("strides", strides)
     pads = conv_padding(padding, signal_hw, kernel_hw, strides)
     out = tuple(
         (n + lo + hi - k) // s + 1
@@ -123,8 +123,8 @@ def code_hw(
 
 
 def _check_conv(x_or_z: jax.Array, kernel: jax.Array, channels_axis: int, what: str) -> None:
-    _checks.check_rank("kernel", kernel, 4, "kh, kw, c_in, c_out (HWIO)")
-    _checks.check_rank(what, x_or_z, 4, "N, H, W, C (NHWC)")
+    checks.check_rank("kernel", kernel, 4, "kh, kw, c_in, c_out (HWIO)")
+    checks.check_rank(what, x_or_z, 4, "N, H, W, C (NHWC)")
     expected = kernel.shape[channels_axis]
     if x_or_z.shape[-1] != expected:
         role = "c_in" if channels_axis == 2 else "c_out"
@@ -152,7 +152,7 @@ def conv_analysis(
       code-space array of shape ``(N, H', W', C_out)`` with ``(H', W') = code_hw(...)``.
     """
     _check_conv(x, kernel, 2, "x")
-    strides = _checks.pair("strides", strides)
+    strides = checks.pair("strides", strides)
     pads = conv_padding(padding, x.shape[1:3], kernel.shape[:2], strides)
     code_hw(x.shape[1:3], kernel.shape[:2], strides, pads)
     return _conv(x, kernel.astype(x.dtype), tuple(strides), tuple(pads), (1, 1))
@@ -183,7 +183,7 @@ def conv_synthesis(
       signal-space array of shape ``(N, H, W, C_in)``.
     """
     _check_conv(z, kernel, 3, "z")
-    strides = _checks.pair("strides", strides)
+    strides = checks.pair("strides", strides)
     kh, kw = kernel.shape[:2]
     pads = conv_padding(padding, signal_hw, (kh, kw), strides)
     expected = code_hw(signal_hw, (kh, kw), strides, pads)
@@ -228,7 +228,7 @@ def dense_analysis(x: jax.Array, dictionary: jax.Array) -> jax.Array:
 
     ``x`` has shape ``(..., m)``; the result has shape ``(..., n)``.
     """
-    _checks.check_rank("dictionary", dictionary, 2, "signal_dim m, num_atoms n")
+    checks.check_rank("dictionary", dictionary, 2, "signal_dim m, num_atoms n")
     if x.shape[-1] != dictionary.shape[0]:
         raise ValueError(
             f"x has last dimension {x.shape[-1]} but the dictionary of shape {dictionary.shape} "
@@ -239,7 +239,7 @@ def dense_analysis(x: jax.Array, dictionary: jax.Array) -> jax.Array:
 
 def dense_synthesis(z: jax.Array, dictionary: jax.Array) -> jax.Array:
     """Dense synthesis ``A z = z @ Dᵀ``: ``z`` of shape ``(..., n)`` to ``(..., m)``."""
-    _checks.check_rank("dictionary", dictionary, 2, "signal_dim m, num_atoms n")
+    checks.check_rank("dictionary", dictionary, 2, "signal_dim m, num_atoms n")
     if z.shape[-1] != dictionary.shape[1]:
         raise ValueError(
             f"z has last dimension {z.shape[-1]} but the dictionary of shape {dictionary.shape} "

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sdnet_jax.ops import _checks
+from sdnet_jax import checks
 from sdnet_jax.ops.types import LinearOp, NormalSolver
 
 IMPLS = ("fft", "direct")
@@ -54,8 +54,8 @@ def _wrap_pads(kernel_hw: Sequence[int]) -> tuple[tuple[int, int], tuple[int, in
 
 
 def _check_kernel(kernel: jax.Array, signal_hw) -> tuple[int, int]:
-    _checks.check_rank("kernel", kernel, 4, "kh, kw, c_in, c_out (HWIO)")
-    signal_hw = _checks.pair("signal_hw", signal_hw)
+    checks.check_rank("kernel", kernel, 4, "kh, kw, c_in, c_out (HWIO)")
+    signal_hw = checks.pair("signal_hw", signal_hw)
     if kernel.shape[0] > signal_hw[0] or kernel.shape[1] > signal_hw[1]:
         raise ValueError(
             f"kernel of spatial size {tuple(kernel.shape[:2])} is larger than the signal_hw "
@@ -67,7 +67,7 @@ def _check_kernel(kernel: jax.Array, signal_hw) -> tuple[int, int]:
 def _check_input(
     name: str, v: jax.Array, signal_hw, channels: int, role: str, layout: str = "NHWC"
 ) -> None:
-    _checks.check_rank(name, v, 4, f"N, H, W, C ({layout})" if layout == "NHWC" else "N, C, H, W")
+    checks.check_rank(name, v, 4, f"N, H, W, C ({layout})" if layout == "NHWC" else "N, C, H, W")
     hw, c = (v.shape[1:3], v.shape[3]) if layout == "NHWC" else (v.shape[2:4], v.shape[1])
     if tuple(hw) != tuple(signal_hw):
         raise ValueError(
@@ -222,8 +222,8 @@ def circular_conv_pair(
       ValueError: on a bad kernel, ``signal_hw`` or ``impl`` here, and on a signal/code of the
         wrong rank, size or channel count when an operator is applied (at trace time).
     """
-    _checks.check_choice("impl", impl, IMPLS)
-    _checks.check_choice("layout", layout, tuple(_LAYOUTS))
+    checks.check_choice("impl", impl, IMPLS)
+    checks.check_choice("layout", layout, tuple(_LAYOUTS))
     signal_hw = _check_kernel(kernel, signal_hw)
     return (_fft_pair if impl == "fft" else _direct_pair)(kernel, signal_hw, _LAYOUTS[layout])
 
@@ -256,7 +256,7 @@ def circular_conv_normal_solver(
     :func:`circular_conv_pair`); ``ρ > 0`` may be traced (ADMM adapts it).
     """
     signal_hw = _check_kernel(kernel, signal_hw)
-    _checks.check_choice("layout", layout, tuple(_LAYOUTS))
+    checks.check_choice("layout", layout, tuple(_LAYOUTS))
     lay = _LAYOUTS[layout]
     spectrum = lay.arrange(kernel_spectrum(kernel, signal_hw))
     c_in, c_out = kernel.shape[2:]
@@ -265,7 +265,7 @@ def circular_conv_normal_solver(
 
     def solve(b: jax.Array, rho: jax.Array | float) -> jax.Array:
         _check_input("b", b, signal_hw, c_out, "c_out", layout)
-        _checks.check_positive("rho", rho)
+        checks.check_positive("rho", rho)
         bf = jnp.fft.rfft2(b, axes=lay.fft_axes)
         k = spectrum.astype(bf.dtype)
         rho_c = jnp.asarray(rho, bf.real.dtype)

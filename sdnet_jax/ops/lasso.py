@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sdnet_jax.ops import _checks
+from sdnet_jax import checks
 from sdnet_jax.ops.prox import elastic_net_prox
 from sdnet_jax.ops.spectral import adjoint
 from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp, NormalSolver
@@ -336,16 +336,16 @@ _implicit_solve.defvjp(_implicit_fwd, _implicit_bwd)
 
 
 def _validate(x, analysis, synthesis, z0, lam, mu, step, num_iters, method, grad, cg_iters):
-    num_iters = _checks.check_int("num_iters", num_iters, minimum=1)
-    _checks.check_int("cg_iters", cg_iters, minimum=1)
-    _checks.check_choice("method", method, METHODS + SPLITTING_METHODS)
-    _checks.check_choice("grad", grad, GRAD_MODES)
+    num_iters = checks.check_int("num_iters", num_iters, minimum=1)
+    checks.check_int("cg_iters", cg_iters, minimum=1)
+    checks.check_choice("method", method, METHODS + SPLITTING_METHODS)
+    checks.check_choice("grad", grad, GRAD_MODES)
     if step is None and method not in SPLITTING_METHODS:
         raise ValueError(f"step is required for method={method!r} (take 0.9 / ‖A‖²).")
     if step is not None:
-        _checks.check_positive("step", step)
-    _checks.check_positive("lam", lam, allow_zero=True)
-    _checks.check_positive("mu", mu, allow_zero=True)
+        checks.check_positive("step", step)
+    checks.check_positive("lam", lam, allow_zero=True)
+    checks.check_positive("mu", mu, allow_zero=True)
     try:
         code = jax.eval_shape(analysis, x)
     except (TypeError, ValueError) as err:
@@ -374,7 +374,7 @@ def _validate_admm(method, normal_solver, rho, relax, code):
             "(AᵀA + rho I)⁻¹ b, e.g. ops.circular_conv_normal_solver(kernel, signal_hw=...)."
         )
     if rho is not None:
-        _checks.check_positive("rho", rho)
+        checks.check_positive("rho", rho)
         if np.ndim(rho) != 0:
             raise ValueError(f"rho must be a scalar, got shape {np.shape(rho)}.")
     if not 0.0 < float(relax) < 2.0:
@@ -405,7 +405,7 @@ def _prepare(x, analysis, kw):
         kw["z0"] is not None,
         kw["cg_iters"],
         float(kw["relax"]),
-        _checks.check_int("adapt_rho", kw["adapt_rho"], minimum=0),
+        checks.check_int("adapt_rho", kw["adapt_rho"], minimum=0),
     )
     dtype = code.dtype
     z_init = jnp.zeros(code.shape, dtype) if kw["z0"] is None else kw["z0"]

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sdnet_jax.ops import _checks
+from sdnet_jax import checks
 
 PAIRWISE_DISTANCES = ("cosine", "l2")
 
@@ -50,7 +50,7 @@ PAIRWISE_DISTANCES = ("cosine", "l2")
 
 
 def _check_features(name: str, z) -> tuple[int, int]:
-    _checks.check_rank(name, z, 2, "samples, dims")
+    checks.check_rank(name, z, 2, "samples, dims")
     m, d = np.shape(z)
     if m < 1 or d < 1:
         raise ValueError(f"{name} must have at least one sample and one dim, got shape {(m, d)}.")
@@ -64,7 +64,7 @@ def _check_labels(labels, m: int, num_classes: int) -> None:
         )
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
         raise ValueError(f"labels must be integer class ids, got dtype {jnp.result_type(labels)}.")
-    arr = _checks.concrete_value(labels)
+    arr = checks.concrete_value(labels)
     if arr is not None and arr.size and (arr.min() < 0 or arr.max() >= num_classes):
         raise ValueError(
             f"labels must lie in [0, num_classes) = [0, {num_classes}), "
@@ -74,9 +74,9 @@ def _check_labels(labels, m: int, num_classes: int) -> None:
 
 def _check_common(z, eps_sq, labels=None, num_classes=None) -> tuple[int, int, int | None]:
     m, d = _check_features("z", z)
-    _checks.check_positive("eps_sq", eps_sq)
+    checks.check_positive("eps_sq", eps_sq)
     if num_classes is not None:
-        num_classes = _checks.check_int("num_classes", num_classes, minimum=1)
+        num_classes = checks.check_int("num_classes", num_classes, minimum=1)
         _check_labels(labels, m, num_classes)
     return m, d, num_classes
 
@@ -328,7 +328,7 @@ def pairwise_rate_reduction(
     Equals the two-class ``ΔR`` of the union when ``m = m'``.
     """
     _check_pair(z, z_hat, same_shape=False)
-    _checks.check_positive("eps_sq", eps_sq)
+    checks.check_positive("eps_sq", eps_sq)
     return _pairwise_rate_reduction(z, z_hat, eps_sq)
 
 
@@ -387,7 +387,7 @@ def sample_distance(z: jax.Array, z_hat: jax.Array, pairwise: str = "cosine") ->
     ``Σ_i ΔR(z_i, ẑ_i)`` of the unsupervised CTRL objective.
     """
     _check_pair(z, z_hat, same_shape=True)
-    _checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
+    checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
     return _sample_distance(z, z_hat, pairwise)
 
 
@@ -409,7 +409,7 @@ def ctrl_unsupervised_objective(
     (sum vs mean, distance, weighting) has not been checked against any public code.
     """
     _check_pair(z, z_hat, same_shape=True)
-    _checks.check_positive("eps_sq", eps_sq)
-    _checks.check_positive("lam", lam, allow_zero=True)
-    _checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
+    checks.check_positive("eps_sq", eps_sq)
+    checks.check_positive("lam", lam, allow_zero=True)
+    checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
     return _ctrl_unsupervised(z, z_hat, lam, eps_sq, pairwise=pairwise)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sdnet_jax.ops import _checks
+from sdnet_jax import checks
 from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp
 
 
@@ -48,7 +48,7 @@ def power_iteration(
     Returns:
       ``(L, u)``: the estimate (scalar) and the normalised vector to warm-start the next call.
     """
-    num_iters = _checks.check_int("num_iters", num_iters, minimum=0)
+    num_iters = checks.check_int("num_iters", num_iters, minimum=0)
     synthesis = synthesis or adjoint(analysis, u)
     u = _unit(lax.stop_gradient(u))
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,21 +31,13 @@ import optax
 from sdnet_jax import models, ops
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import ctrl_metrics, feature_nets
-from sdnet_jax.train import checkpoint, classifier, loop, optim, parallel
+from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
+from sdnet_jax.runs.ctrl import CTRLState, build_models, load_ctrl, make_init_state, make_optimizers
+from sdnet_jax.runtime import optim, parallel
+from sdnet_jax.train import classifier, loop
 from sdnet_jax.viz import atom_grid
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")
-
-
-@flax.struct.dataclass
-class CTRLState:
-    step: jax.Array
-    enc_params: Any
-    enc_state: Any  # batch_stats, power_iteration of the encoder
-    enc_opt: Any
-    dec_params: Any
-    dec_state: Any
-    dec_opt: Any
 
 
 # ----------------------------------------------------------------------------- config
@@ -66,8 +57,8 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
         f"config.model.name must be one of {list(models.CTRL_MODELS)}.",
     )
     check(
-        m.dtype in classifier.DTYPES,
-        f"config.model.dtype must be one of {list(classifier.DTYPES)}.",
+        m.dtype in DTYPES,
+        f"config.model.dtype must be one of {list(DTYPES)}.",
     )
     check(m.feature_dim >= 1, "config.model.feature_dim must be >= 1.")
     check(len(m.channels) >= 1, "config.model.channels must name at least one stage.")
@@ -94,25 +85,11 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
     )
     optim.validate(config.optim, "config.optim")
     classifier.validate_schedule(config)
-    info = input_pipeline.get_info(config.data.name, **classifier.data_source(config.data))
+    info = input_pipeline.get_info(config.data.name, **data_source(config.data))
     models.get_ctrl_models(  # checks that the strides divide the image size
         m.name, image_shape=info.image_shape, channels=tuple(m.channels), csc=dict(m.csc)
     )
     return info
-
-
-def build_models(config: Any, info: input_pipeline.DatasetInfo) -> tuple[nn.Module, nn.Module]:
-    m = config.model
-    return models.get_ctrl_models(
-        m.name,
-        image_shape=info.image_shape,
-        feature_dim=m.feature_dim,
-        channels=tuple(m.channels),
-        strides=tuple(m.strides) or None,
-        kernel_size=m.kernel_size,
-        csc=dict(m.csc),
-        dtype=classifier.DTYPES[m.dtype],
-    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -156,37 +133,6 @@ def _run(module: nn.Module, params, state, x, train: bool = True):
         return module.apply({"params": params, **state}, x, train=False), state
     out, new_state = module.apply({"params": params, **state}, x, train=True, mutable=list(state))
     return out, dict(new_state)
-
-
-def make_optimizers(config: Any, info: input_pipeline.DatasetInfo):
-    """``(learning_rate schedule, encoder optimizer, decoder optimizer)``: the same recipe, two
-    independent optax states."""
-    learning_rate = optim.schedule(config.optim, classifier.num_train_steps(config, info))
-    return (
-        learning_rate,
-        optim.make_optimizer(config.optim, learning_rate),
-        optim.make_optimizer(config.optim, learning_rate),
-    )
-
-
-def make_init_state(encoder, decoder, tx_enc, tx_dec, image_shape):
-    def init_state(key: jax.Array) -> CTRLState:
-        k_enc, k_dec = jax.random.split(key)
-        enc = encoder.init(k_enc, jnp.zeros((2, *image_shape), jnp.float32), train=False)
-        z = jnp.zeros((2, encoder.feature_dim), jnp.float32)
-        dec = decoder.init(k_dec, z, train=False)
-        enc_params, dec_params = enc.pop("params"), dec.pop("params")
-        return CTRLState(
-            step=jnp.zeros((), jnp.int32),
-            enc_params=enc_params,
-            enc_state=dict(enc),
-            enc_opt=tx_enc.init(enc_params),
-            dec_params=dec_params,
-            dec_state=dict(dec),
-            dec_opt=tx_dec.init(dec_params),
-        )
-
-    return init_state
 
 
 def make_train_step(
@@ -292,7 +238,7 @@ def make_evaluate(config, info, closed_loop, workdir: str):
 
     def evaluate(state: CTRLState, split: str) -> dict[str, float]:
         limit = config.eval.max_examples
-        source = classifier.data_source(data)
+        source = data_source(data)
         batches = input_pipeline.eval_iterator(
             data.name, split, global_batch_size=config.eval_batch_size, **source
         )
@@ -333,31 +279,6 @@ def first_stage_atoms(params: Any) -> dict[str, np.ndarray]:
     return {"encoder_atoms": atom_grid(ctrl_metrics.first_stage_dictionary(jax.device_get(params)))}
 
 
-def load_trained(workdir: str, *, which: str | int = "latest", data_dir: str | None = None):
-    """Restores a trained CTRL run: ``(config, encoder, decoder, state, info)``.
-
-    ``which`` is ``'latest'`` or a step number; ``data_dir`` overrides ``config.data.data_dir``.
-    """
-    config = checkpoint.read_run_config(
-        workdir, "ctrl", command="restore it (ctrl.load_trained / benchmarks.ctrl_transfer)"
-    )
-    if data_dir is not None:
-        config.data.data_dir = data_dir
-    info = input_pipeline.get_info(config.data.name, **classifier.data_source(config.data))
-    encoder, decoder = build_models(config, info)
-    _, tx_enc, tx_dec = make_optimizers(config, info)
-    init_state = make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape)
-    shapes = jax.eval_shape(init_state, jax.random.key(0))
-    sharding = parallel.tree_replicated(shapes, parallel.data_mesh())
-    manager = checkpoint.make_manager(workdir, max_to_keep=config.max_to_keep)
-    step = manager.latest_step() if which == "latest" else int(which)
-    try:
-        state = checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
-    finally:
-        manager.close()
-    return config, encoder, decoder, state, info
-
-
 def to_model_images(images01: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
     """[0, 1] NHWC images of any size/channels -> [-1, 1] images of ``image_shape`` (bilinear
     resize; grey <-> RGB by repetition / BT.601 luma)."""
@@ -385,7 +306,7 @@ def transfer_reconstruction(
     the PSNR / MSE are reported; a grid of X beside X̂ is written to
     ``workdir/images/transfer_<dataset>.png``.
     """
-    config, encoder, decoder, state, info = load_trained(workdir)
+    config, encoder, decoder, state, info = load_ctrl(workdir)
     other = input_pipeline.get_info(dataset, data_dir=data_dir, validation_size=0)
     batches = input_pipeline.eval_iterator(
         dataset, "test", data_dir=data_dir, global_batch_size=batch_size, validation_size=0
@@ -427,7 +348,7 @@ def train_and_evaluate(
     """Trains and evaluates the CTRL autoencoder described by ``config`` in ``workdir``."""
     info = validate_config(config)
     encoder, decoder = build_models(config, info)
-    total = classifier.num_train_steps(config, info)
+    total = num_train_steps(config, info)
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     objective = objective_fn(config, info.num_classes)
     data = config.data
@@ -435,7 +356,7 @@ def train_and_evaluate(
     def train_batches(start_step: int):
         return input_pipeline.train_iterator(
             data.name, global_batch_size=config.batch_size, seed=config.seed,
-            augment=data.augment, start_step=start_step, **classifier.data_source(data),
+            augment=data.augment, start_step=start_step, **data_source(data),
         )  # fmt: skip
 
     has_validation = info.num_validation > 0

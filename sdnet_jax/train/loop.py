@@ -37,7 +37,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from sdnet_jax.errors import NonFiniteError
-from sdnet_jax.train import checkpoint, metrics, parallel
+from sdnet_jax.runtime import checkpoint, metrics, parallel
 
 State = Any
 Batch = dict[str, np.ndarray]

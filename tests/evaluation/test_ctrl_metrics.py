@@ -255,7 +255,7 @@ def trained_classifier(tmp_path_factory):
 
 
 def test_classifier_features_are_the_head_input(trained_classifier):
-    from sdnet_jax.train import classifier
+    from sdnet_jax import runs
 
     workdir, config = trained_classifier
     net = fn.ClassifierFeatures(workdir)
@@ -266,7 +266,7 @@ def test_classifier_features_are_the_head_input(trained_classifier):
     width = config.model.width
     assert f.shape == (6, width * 8) and np.all(np.isfinite(f))
     # the features are exactly what the head maps to the logits
-    _, model, state, info = classifier.load_trained(workdir)
+    _, model, state, info = runs.load_classifier(workdir)
     variables = {"params": state.params, **state.model_state}
     x_norm = ((x + 1) / 2 - np.asarray(info.mean)) / np.asarray(info.std)
     logits = np.asarray(model.apply(variables, jnp.asarray(x_norm), train=False))

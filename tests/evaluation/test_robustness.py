@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import robustness
-from sdnet_jax.train import classifier, parallel
+from sdnet_jax.runtime import parallel
+from sdnet_jax.train import classifier
 from tests.train.test_classifier import ROOT, digits_smoke
 
 SDNET_STEPS = 150
@@ -126,7 +128,7 @@ def test_higher_lam_gives_sparser_codes_and_larger_recon_error(sdnet_run, cell):
 def test_scope_all_equals_scope_stem_when_only_the_stem_is_csc(sdnet_dir, sdnet_run):
     """The digits SDNet has one CSC layer (the stem), so both scopes must agree; run through the
     library's pieces directly (Evaluator, SplitBatches, run_sweep) on the sharded mesh."""
-    config, model, state, info = classifier.load_trained(sdnet_dir)
+    config, model, state, info = runs.load_classifier(sdnet_dir)
     evaluator = robustness.Evaluator(
         model, info, corruption_names=("gaussian_noise",), table="cifar10", scope="all",
         default_lam=0.1, seed=0, pgd_steps=1, random_start=False,

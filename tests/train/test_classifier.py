@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sdnet_jax.train import checkpoint, classifier
+from sdnet_jax.runtime import checkpoint
+from sdnet_jax.train import classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(

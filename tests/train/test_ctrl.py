@@ -14,7 +14,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from benchmarks import ctrl_transfer
+from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline
+from sdnet_jax.runtime import optim
 from sdnet_jax.train import ctrl
 from tests.train.test_classifier import ROOT, load_config
 
@@ -52,9 +54,9 @@ def _game(config_overrides=None):
     for k, v in (config_overrides or {}).items():
         config.ctrl[k] = v
     info = ctrl.validate_config(config)
-    encoder, decoder = ctrl.build_models(config, info)
-    tx = ctrl.optim.make_optimizer(config.optim, config.optim.lr)
-    state = ctrl.make_init_state(encoder, decoder, tx, tx, info.image_shape)(jax.random.key(0))
+    encoder, decoder = runs.ctrl.build_models(config, info)
+    tx = optim.make_optimizer(config.optim, config.optim.lr)
+    state = runs.ctrl.make_init_state(encoder, decoder, tx, tx, info.image_shape)(jax.random.key(0))
     batch = next(
         input_pipeline.train_iterator(
             "digits", data_dir=None, global_batch_size=64, seed=0, augment="none",
@@ -83,7 +85,7 @@ def _game(config_overrides=None):
 def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
     g = _game({"objective": objective})
     # one player at a time: the other gets a zero-learning-rate optimizer
-    frozen = ctrl.optim.make_optimizer(g.config.optim, 0.0)
+    frozen = optim.make_optimizer(g.config.optim, 0.0)
     enc_only = jax.jit(
         ctrl.make_train_step(g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info)
     )
@@ -125,7 +127,7 @@ def test_sample_wise_term_is_reduced_by_both_players():
     # unsupervised game: encoder loss -T + lam*D, decoder loss T + lam*D; each step lowers its own
     lam = 3.0
     g = _game({"objective": "unsupervised", "pair_lam": lam})
-    frozen = ctrl.optim.make_optimizer(g.config.optim, 0.0)
+    frozen = optim.make_optimizer(g.config.optim, 0.0)
     step = lambda tx_e, tx_d: jax.jit(
         ctrl.make_train_step(g.encoder, g.decoder, tx_e, tx_d, g.objective, 1, g.info, lam)
     )
@@ -189,7 +191,7 @@ def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path, fashion_mnist_d
     assert result["trained_on"] == "fashion_mnist" and result["reconstructed"] == "digits"
     assert result["num_examples"] == 40 and np.isfinite(result["psnr"])
     assert os.path.exists(result["grid"])
-    *_, state, info = ctrl.load_trained(os.fspath(tmp_path))
+    *_, state, info = runs.load_ctrl(os.fspath(tmp_path))
     assert info.image_shape == (28, 28, 1) and int(state.step) == 2
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import ctrl_transfer
+from sdnet_jax import runs
 from sdnet_jax.errors import NonFiniteError, RunError
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.train import classifier, ctrl
@@ -70,7 +71,7 @@ def test_diverging_classifier_stops_naming_the_step_and_keeps_the_last_good_chec
     # every step before the first non-finite one was saved, none after it
     assert _checkpoints(workdir) and max(_checkpoints(workdir)) == bad_step - 1
     assert f"step {bad_step - 1}, is the last good state" in line
-    _, _, state, _ = classifier.load_trained(workdir, which="latest")
+    _, _, state, _ = runs.load_classifier(workdir, which="latest")
     assert int(state.step) == bad_step - 1
     for leaf in jax.tree_util.tree_leaves(state.params):
         assert np.all(np.isfinite(leaf))
@@ -110,14 +111,14 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
     assert _checkpoints(workdir) == [2, 4]
     _damage(os.path.join(workdir, "checkpoints", "4"))
     with pytest.raises(RunError, match=r"checkpoint 4 in .* cannot be read"):
-        classifier.load_trained(workdir, which="latest")
+        runs.load_classifier(workdir, which="latest")
 
     config.num_train_steps = 6
     results = classifier.train_and_evaluate(config, workdir)
     assert results["final"]["step"] == 6
     assert os.path.isdir(os.path.join(workdir, "damaged_checkpoints", "4"))  # kept, set aside
     assert 4 in _checkpoints(workdir) and 6 in _checkpoints(workdir)  # step 4 saved anew
-    _, _, state, _ = classifier.load_trained(workdir, which=4)
+    _, _, state, _ = runs.load_classifier(workdir, which=4)
     assert int(state.step) == 4
 
     # every checkpoint damaged: one clear error, nothing silently restarted from scratch

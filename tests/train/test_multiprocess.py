@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from sdnet_jax.train import classifier
+from sdnet_jax import runs
 from tests.train.test_classifier import ROOT
 
 FLAGS = [
@@ -32,7 +32,7 @@ FLAGS = [
 
 def _params(workdir: str) -> list[np.ndarray]:
     """Latest checkpoint's parameters, restored onto this (1-process) topology."""
-    _, _, state, _ = classifier.load_trained(workdir, which="latest")
+    _, _, state, _ = runs.load_classifier(workdir, which="latest")
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
 
 

@@ -1,8 +1,9 @@
-"""Argument checks shared by the ops.
+"""The argument and config checks of the whole package (ops arguments, model options, configs).
 
-Every check runs in Python on static information (shapes, Python numbers, concrete arrays), so a bad
-argument raises a ``ValueError`` naming the argument before anything is traced or compiled. Values that
-are traced (for example a step size computed inside ``jit``) cannot be inspected and are let through.
+Every check runs in Python on static information (shapes, Python numbers, concrete arrays, config
+values), so a bad argument raises a ``ValueError`` naming it before anything is traced or compiled.
+Values that are traced (for example a step size computed inside ``jit``) cannot be inspected and
+are let through. Imports jax and numpy only, so :mod:`sdnet_jax.ops` can use it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,23 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+
+
+def require(condition: bool, message: str) -> None:
+    """Raises ``ValueError(message)`` unless ``condition``; the message names the bad field."""
+    if not condition:
+        raise ValueError(message)
+
+
+def is_int(value) -> bool:
+    """A Python / NumPy integer that is not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A finite Python / NumPy real number that is not a bool."""
+    real = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    return real and bool(np.isfinite(value))
 
 
 def concrete_value(value) -> np.ndarray | None:
@@ -38,7 +56,7 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
 
 def check_int(name: str, value, *, minimum: int) -> int:
     """Returns ``value`` as an int, raising unless it is a Python/NumPy integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    if not is_int(value):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

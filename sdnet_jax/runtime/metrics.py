@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from sdnet_jax.train import parallel
+from sdnet_jax.runtime import parallel
 
 
 class MetricWriter:

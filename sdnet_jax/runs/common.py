@@ -1,0 +1,73 @@
+"""What every run shares: dtypes, ``config.data`` -> input-pipeline arguments, the step count, and
+restoring a workdir's checkpoint against an abstract state."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sdnet_jax.data import input_pipeline
+from sdnet_jax.runtime import checkpoint, parallel
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def data_source(data: Any) -> dict[str, Any]:
+    """Keyword arguments locating ``config.data`` for ``input_pipeline`` (``get_info`` and the
+    iterators): ``data_dir`` ('' = TFDS default), ``validation_size`` and ``image_size`` (0 or
+    absent = native size)."""
+    return {
+        "data_dir": data.data_dir or None,
+        "validation_size": data.validation_size,
+        "image_size": data.get("image_size") or None,
+    }
+
+
+def num_train_steps(config: Any, info: input_pipeline.DatasetInfo) -> int:
+    """``config.num_train_steps`` when set, else ``ceil(num_epochs · num_train / batch_size)``."""
+    if config.num_train_steps > 0:
+        return int(config.num_train_steps)
+    return math.ceil(config.num_epochs * info.num_train / config.batch_size)
+
+
+def open_run(
+    workdir: str, task: str, *, command: str, data_dir: str | None
+) -> tuple[ml_collections.ConfigDict, input_pipeline.DatasetInfo]:
+    """The saved config of a ``task`` run in ``workdir`` (checked: see
+    :func:`sdnet_jax.runtime.checkpoint.read_run_config`) and its data set's info; ``data_dir``
+    overrides ``config.data.data_dir`` (e.g. when the run was trained elsewhere)."""
+    config = checkpoint.read_run_config(workdir, task, command=command)
+    if data_dir is not None:
+        config.data.data_dir = data_dir
+    return config, input_pipeline.get_info(config.data.name, **data_source(config.data))
+
+
+def restore_state(
+    workdir: str,
+    config: Any,
+    init_state: Callable[[jax.Array], Any],
+    which: str | int,
+    best_metric: str | None = None,
+) -> Any:
+    """Restores ``which`` checkpoint of ``workdir`` (``'best'`` by ``best_metric``, else the
+    latest; ``'latest'``; or a step) into the structure of ``init_state``, replicated over the
+    data mesh. A missing or unreadable checkpoint is a :class:`sdnet_jax.errors.RunError`."""
+    shapes = jax.eval_shape(init_state, jax.random.key(0))
+    sharding = parallel.tree_replicated(shapes, parallel.data_mesh())
+    manager = checkpoint.make_manager(workdir, max_to_keep=config.max_to_keep)
+    try:
+        if which == "best":
+            step = (best_metric and checkpoint.best_step(manager, best_metric)) or None
+            step = step if step is not None else manager.latest_step()
+        elif which == "latest":
+            step = manager.latest_step()
+        else:
+            step = int(which)
+        return checkpoint.restore(manager, step, checkpoint.abstract_like(shapes, sharding))
+    finally:
+        manager.close()

@@ -1,0 +1,104 @@
+"""The package's layering, read from the source (ast, nothing executed): every import of
+``sdnet_jax`` inside ``sdnet_jax`` (lazy ones inside functions included)."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdnet_jax")
+# What each part may import from the package (besides itself and the top-level helper modules
+# errors, checks, xla_flags, viz): the layers ops -> models -> runs -> train, with data and
+# runtime beside them and evaluation reading trained runs without training code.
+ALLOWED = {
+    "ops": set(),
+    "models": {"ops"},
+    "data": set(),
+    "runtime": set(),
+    "runs": {"ops", "models", "data", "runtime"},
+    "evaluation": {"ops", "models", "data", "runtime", "runs"},
+    "train": {"ops", "models", "data", "runtime", "runs", "evaluation"},
+}
+LEAVES = {"errors", "checks", "xla_flags", "viz"}  # import nothing from the package but each other
+
+
+def _part(path: str) -> str:
+    rel = os.path.relpath(path, PACKAGE).split(os.sep)
+    return rel[0] if len(rel) > 1 else rel[0][:-3]
+
+
+def _imports(path: str) -> set[str]:
+    """The parts of the package that the module at ``path`` imports."""
+    tree = ast.parse(open(path).read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "sdnet_jax" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                part = _part(path)
+                graph.setdefault(part, set()).update(_imports(path) - {part})
+    return graph
+
+
+GRAPH = _graph()
+
+
+def test_the_graph_is_read():
+    assert {"ops", "models", "data", "runtime", "runs", "train", "evaluation"} <= set(GRAPH)
+    assert "runs" in GRAPH["train"] and "checks" in GRAPH["ops"]
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_each_subpackage_imports_only_the_layers_below_it(part):
+    assert GRAPH[part] - LEAVES <= ALLOWED[part], (part, sorted(GRAPH[part] - LEAVES))
+
+
+def test_evaluation_never_imports_train():
+    assert "train" not in GRAPH["evaluation"]
+
+
+def test_no_two_parts_import_each_other():
+    mutual = [(a, b) for a, b in itertools.combinations(sorted(GRAPH), 2)
+              if b in GRAPH[a] and a in GRAPH[b]]  # fmt: skip
+    assert mutual == []
+
+
+def test_leaf_modules_import_no_subpackage():
+    for leaf in LEAVES:
+        assert GRAPH.get(leaf, set()) <= LEAVES, (leaf, GRAPH.get(leaf))
+
+
+def test_ops_import_only_jax_and_numpy():
+    for name in os.listdir(os.path.join(PACKAGE, "ops")):
+        if name.endswith(".py"):
+            tree = ast.parse(open(os.path.join(PACKAGE, "ops", name)).read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    mods = (
+                        [a.name for a in node.names]
+                        if isinstance(node, ast.Import)
+                        else [node.module or ""]
+                    )
+                    for mod in mods:
+                        top = mod.split(".")[0]
+                        assert top in {"jax", "numpy", "sdnet_jax", "__future__", "collections",
+                                       "functools", "typing", "math", "dataclasses"}, (name, mod)  # fmt: skip

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from sdnet_jax import xla_flags
+from sdnet_jax import workarounds
 
-xla_flags.prefer_eigen_convolutions()  # as the entrypoints do; before any JAX computation
+workarounds.prefer_eigen_convolutions()  # as the entrypoints do; before any JAX computation
 
 
 def time_once(fn: Callable, *args) -> float:

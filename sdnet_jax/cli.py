@@ -22,12 +22,12 @@ def define_multihost_flags() -> None:
 
 
 def initialize_multihost() -> None:
-    """Sets this project's CPU XLA options (:mod:`sdnet_jax.xla_flags`), starts JAX's multi-process
+    """Sets this project's CPU XLA options (:mod:`sdnet_jax.workarounds`), starts JAX's multi-process
     runtime when the flags ask for it, quiets library logs."""
-    from sdnet_jax import xla_flags
+    from sdnet_jax import workarounds
     from sdnet_jax.runtime import metrics, parallel
 
-    xla_flags.prefer_eigen_convolutions()
+    workarounds.prefer_eigen_convolutions()
 
     parallel.initialize_distributed(
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed

@@ -1,6 +1,6 @@
 """Suite-wide settings: the tests are dominated by XLA compile time on a 2-core CPU, so XLA's
 backend optimisations are turned down (about 2.5x faster compiles; results are unaffected at the
-tolerances used). The CPU convolution option the entrypoints set (:mod:`sdnet_jax.xla_flags`) is set
+tolerances used). The CPU convolution option the entrypoints set (:mod:`sdnet_jax.workarounds`) is set
 here too, before any test module is imported, so every test runs the same XLA path. Subprocesses
 started by tests inherit the flags.
 
@@ -16,14 +16,14 @@ from typing import Any
 import jax
 import pytest
 
-from sdnet_jax import xla_flags
+from sdnet_jax import workarounds
 from sdnet_jax.data import prepare
 from tests.data import fakes
 
 _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
-xla_flags.prefer_eigen_convolutions()
+workarounds.prefer_eigen_convolutions()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ replacement for a convolution), and synthesis is its transpose with output shape
 Layouts: activations NHWC, kernels HWIO, ``dimension_numbers=("NHWC", "HWIO", "NHWC")``.
 
 Both convolutions differentiate like ``lax.conv_general_dilated`` except that their kernel gradient is
-a sum of per-chunk kernel gradients over chunks of ``KERNEL_GRAD_CHUNK`` examples (see :func:`_conv`):
+a sum of per-chunk kernel gradients (:func:`sdnet_jax.workarounds.kernel_grad_chunk`, see :func:`_conv`):
 the same sums in another order, several times faster on XLA's CPU backend for large batches.
 """
 
@@ -27,11 +27,10 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from sdnet_jax import checks
+from sdnet_jax import checks, workarounds
 
 Padding = str | int | Sequence[tuple[int, int]]
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-KERNEL_GRAD_CHUNK = 16  # examples per convolution in the kernel gradient on CPU (see _conv)
 
 
 def _plain_conv(lhs, rhs, strides, padding, lhs_dilation):
@@ -50,14 +49,10 @@ def _conv(lhs, rhs, strides, padding, lhs_dilation):
     """``lax.conv_general_dilated`` (NHWC, HWIO) whose kernel gradient is taken chunk by chunk.
 
     The value and the input gradient are those of the plain convolution. The kernel tangent (linear in
-    the kernel) is written as one convolution per chunk of ``KERNEL_GRAD_CHUNK`` examples, so its
-    transpose, the kernel gradient of reverse mode, is a sum of per-chunk kernel-gradient convolutions
-    (each a contraction over a few examples) instead of one over the whole batch: the same sums in a
-    different order. XLA's CPU backend (YNNPACK) computes the one large contraction 2-4x slower than
-    the convolution itself at batch 128; in chunks of 4-16 examples it costs about one convolution,
-    and backprop through a 2-iteration CSC layer got 1.3-1.6x faster there (batch 16 is one chunk,
-    unchanged). Memory is unchanged (XLA's temp buffers measured equal). Chunking applies on the
-    CPU backend only; elsewhere the kernel gradient is the usual single convolution.
+    the kernel) is written as one convolution per chunk of
+    :func:`sdnet_jax.workarounds.kernel_grad_chunk` examples, so its transpose, the kernel gradient of
+    reverse mode, is a sum of per-chunk kernel-gradient convolutions instead of one over the whole
+    batch: the same sums in a different order (a CPU workaround; one chunk elsewhere).
     """
     return _plain_conv(lhs, rhs, strides, padding, lhs_dilation)
 
@@ -71,8 +66,7 @@ def _conv_jvp(strides, padding, lhs_dilation, primals, tangents):
     if not isinstance(d_lhs, SymbolicZero):
         terms.append(conv(d_lhs, rhs))
     if not isinstance(d_rhs, SymbolicZero):
-        # a CPU-only workaround: GPU/TPU convolution libraries take the whole batch at once
-        chunk = KERNEL_GRAD_CHUNK if jax.default_backend() == "cpu" else lhs.shape[0]
+        chunk = workarounds.kernel_grad_chunk(lhs.shape[0])
         chunks = [conv(lhs[i : i + chunk], d_rhs) for i in range(0, lhs.shape[0], chunk)]
         terms.append(chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks))
     return out, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(out)

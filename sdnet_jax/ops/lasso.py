@@ -19,8 +19,7 @@ Proximal-gradient step with step size ``t`` (take ``t = 0.9 / ‖A‖²``)::
   ``τ ← 1``, so the next step is a plain gradient step. Restarts are decided per example (per index
   of the leading axis; the problem is separable over examples), so ``vmap`` and batching agree.
   Without a restart it is exactly ``'fista'`` and it costs the same per iteration; it damps the
-  oscillations of too much momentum on strongly convex problems (on the circular CSC lasso of
-  ``benchmarks/solver_accuracy.py`` it restarts early and is no faster than FISTA).
+  oscillations of too much momentum on strongly convex problems.
 * ``'admm'``: ADMM on the splitting ``z = y`` (Boyd et al.; Wohlberg's ConvBPDN for the convolutional
   case), needs ``normal_solver(b, ρ) = (AᵀA + ρI)⁻¹ b`` — exact and cheap for a circular
   convolution (:func:`sdnet_jax.ops.circular_conv_normal_solver`) or a small dense dictionary::

@@ -87,8 +87,8 @@ def sdnet_run(sdnet_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
     output_dir = os.fspath(tmp_path_factory.mktemp("sdnet_report"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(robustness.input_pipeline, "eval_iterator", spy_iterator)
-        mp.setattr(robustness, "fit_adaptive_rule", spy_fit)
+        mp.setattr(input_pipeline, "eval_iterator", spy_iterator)
+        mp.setattr(robustness.job, "fit_adaptive_rule", spy_fit)
         report = robustness.evaluate_checkpoint(sdnet_dir, tiny_eval(output_dir, plots=False))
     return {"report": report, "reads": reads, "fits": fits, "output_dir": output_dir}
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from sdnet_jax import ops
-from sdnet_jax.ops import dictionary
+from sdnet_jax import ops, workarounds
 from tests.ops.reference import conv_reference
 
 GRID = list(
@@ -137,7 +136,7 @@ def _assert_derivatives_equal(f, plain, v, kernel):
 
 @pytest.mark.parametrize("hw,k,stride,padding,batch", CHUNKED)
 def test_chunked_kernel_gradient_equals_jax_autodiff(monkeypatch, hw, k, stride, padding, batch):
-    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 4)
+    monkeypatch.setattr(workarounds, "KERNEL_GRAD_CHUNK", 4)
     kernel = _kernel(k)
     x = jax.random.normal(jax.random.key(1), (batch, *hw, 3), jnp.float64)
     code_shape = (batch, *ops.code_hw(hw, (k, k), stride, padding), 5)
@@ -158,7 +157,7 @@ def test_chunked_kernel_gradient_equals_jax_autodiff(monkeypatch, hw, k, stride,
 
 
 def test_kernel_gradient_is_one_convolution_per_chunk(monkeypatch):
-    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 8)
+    monkeypatch.setattr(workarounds, "KERNEL_GRAD_CHUNK", 8)
     kernel = _kernel(3)
     x = jnp.zeros((19, 8, 8, 3), jnp.float64)
 
@@ -172,7 +171,7 @@ def test_kernel_gradient_is_one_convolution_per_chunk(monkeypatch):
 
 
 def test_chunked_second_order_and_transpose(monkeypatch):
-    monkeypatch.setattr(dictionary, "KERNEL_GRAD_CHUNK", 4)
+    monkeypatch.setattr(workarounds, "KERNEL_GRAD_CHUNK", 4)
     kernel = _kernel(3, 2, 3)
     x = jax.random.normal(jax.random.key(1), (10, 5, 6, 2), jnp.float64)
     check_grads(lambda x, k: ops.conv_analysis(x, k, strides=2), (x, kernel), order=2)

@@ -32,27 +32,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sdnet_jax.data import pixels
+
+
 # ITU-R BT.601 luma weights, RGB → grey.
-_LUMA = (0.299, 0.587, 0.114)
-
-
 def _check_images(images: Any) -> np.ndarray:
     x = np.asarray(images, np.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be NHWC, got shape {x.shape}.")
     return x
-
-
-def _to_channels(x: jax.Array, channels: int) -> jax.Array:
-    """Grey ↔ RGB: 1 → 3 repeats the channel, 3 → 1 takes the BT.601 luma; equal counts pass."""
-    c = x.shape[-1]
-    if c == channels:
-        return x
-    if c == 1 and channels == 3:
-        return jnp.repeat(x, 3, axis=-1)
-    if c == 3 and channels == 1:
-        return jnp.sum(x * jnp.asarray(_LUMA, x.dtype), axis=-1, keepdims=True)
-    raise ValueError(f"cannot map images with {c} channels to {channels} channels.")
 
 
 def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -98,7 +86,7 @@ def _random_convnet_apply(params: Any, x: jax.Array) -> jax.Array:
     One compiled program per (width, input shape), shared by every instance (seeds differ only in
     ``params``).
     """
-    x = _to_channels(x.astype(jnp.float32), 3)
+    x = pixels.to_channels(x.astype(jnp.float32), 3)
     for (kernel, bias), s in zip(params, _RANDOM_CONVNET_STRIDES, strict=True):
         x = jax.lax.conv_general_dilated(
             x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
@@ -197,10 +185,9 @@ class ClassifierFeatures:
         h, w, c = self.image_shape
 
         def features(variables: Any, x: jax.Array) -> jax.Array:
-            x = _to_channels((x.astype(jnp.float32) + 1.0) * 0.5, c)
-            if self.resize and x.shape[1:3] != (h, w):
-                x = jax.image.resize(x, (x.shape[0], h, w, c), "linear", antialias=True)
-            x = (x - mean) / std
+            x = pixels.unit_from_symmetric(x.astype(jnp.float32))
+            x = pixels.to_shape(x, (h, w, c)) if self.resize else pixels.to_channels(x, c)
+            x = pixels.normalised_from_unit(x, mean, std)
             captured: list[jax.Array] = []
 
             def interceptor(next_fun, args, kwargs, context):

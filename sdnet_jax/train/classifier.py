@@ -21,6 +21,7 @@ import optax
 
 from sdnet_jax import checks, models, ops
 from sdnet_jax.data import input_pipeline
+from sdnet_jax.evaluation import masked
 from sdnet_jax.runs.classifier import TrainState, build_model, make_init_state, make_optimizer
 from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
 from sdnet_jax.runtime import optim, parallel
@@ -155,25 +156,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation):
 
 
 def make_eval_step(model: nn.Module):
+    """``(params, model_state, batch, lam=None) -> masked sums`` (:mod:`sdnet_jax.evaluation.masked`)."""
+
     def eval_step(params, model_state, batch, lam=None):
         logits = model.apply({"params": params, **model_state}, batch["image"], lam=lam)
-        mask = batch["mask"]
-        correct = (jnp.argmax(logits, -1) == batch["label"]) * mask
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask
-        return {"correct": jnp.sum(correct), "loss": jnp.sum(loss), "count": jnp.sum(mask)}
+        return masked.masked_sums(logits, batch)
 
     return eval_step
 
 
 def evaluate_batches(eval_step, params, model_state, batches, mesh) -> dict[str, float]:
     """Accuracy and mean loss of a jitted ``eval_step`` over an iterator of masked batches."""
-    totals = {"correct": 0.0, "loss": 0.0, "count": 0.0}
-    for batch in batches:
-        sums = jax.device_get(eval_step(params, model_state, parallel.shard_batch(batch, mesh)))
-        for k in totals:
-            totals[k] += float(sums[k])
-    count = max(totals["count"], 1.0)
-    return {"accuracy": totals["correct"] / count, "loss": totals["loss"] / count}
+    sums = (eval_step(params, model_state, parallel.shard_batch(b, mesh)) for b in batches)
+    return masked.means(masked.accumulate(sums))
 
 
 def stem_atoms(params: Any) -> dict[str, np.ndarray]:

@@ -16,17 +16,9 @@ import optax
 
 from sdnet_jax.data import corruptions as corruptions_lib
 from sdnet_jax.data import input_pipeline
+from sdnet_jax.data.pixels import normalised_from_unit, unit_from_normalised
+from sdnet_jax.evaluation.masked import masked_sums
 from sdnet_jax.evaluation.robustness.config import _PGD_TAG, CLEAN, STEM, Cell
-
-
-def to_pixels(images: jax.Array, mean: Any, std: Any) -> jax.Array:
-    """Normalised images -> ``[0, 1]`` pixels (``x·std + mean``)."""
-    return images * std + mean
-
-
-def to_normalised(pixels: jax.Array, mean: Any, std: Any) -> jax.Array:
-    """``[0, 1]`` pixels -> the model's normalised input (``(x − mean) / std``)."""
-    return (pixels - mean) / std
 
 
 def corrupt_normalised(
@@ -40,9 +32,9 @@ def corrupt_normalised(
     table: str,
 ) -> jax.Array:
     """Corrupts normalised images: un-normalise, corrupt in ``[0, 1]`` (clipped), re-normalise."""
-    pixels = jnp.clip(to_pixels(images, mean, std), 0.0, 1.0)
+    pixels = jnp.clip(unit_from_normalised(images, mean, std), 0.0, 1.0)
     noisy = corruptions_lib.corrupt(pixels, key, name, severity, table=table)
-    return to_normalised(noisy, mean, std)
+    return normalised_from_unit(noisy, mean, std)
 
 
 def _lam_kwargs(lam: Any, scope: str) -> dict[str, Any]:
@@ -78,19 +70,6 @@ def forward(
         "l1": stats[STEM]["l1"][0],
         "nonzero_fraction": jnp.mean((codes != 0).astype(jnp.float32), axis=(1, 2, 3)),
     }
-
-
-def masked_sums(
-    logits: jax.Array, batch: dict[str, jax.Array], stats: dict[str, jax.Array]
-) -> dict[str, jax.Array]:
-    """Masked totals of a batch: ``count``, ``correct``, ``loss`` and every statistic."""
-    mask = batch["mask"]
-    correct = (jnp.argmax(logits, -1) == batch["label"]) * mask
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask
-    sums = {"count": jnp.sum(mask), "correct": jnp.sum(correct), "loss": jnp.sum(loss)}
-    for name, value in stats.items():
-        sums[name] = jnp.sum(value * mask)
-    return sums
 
 
 def pgd_direction(grad: jax.Array, norm: str) -> jax.Array:
@@ -225,11 +204,14 @@ class Evaluator:
             norm: str,
         ) -> dict[str, jax.Array]:
             variables = {"params": params, **model_state}
-            pixels = to_pixels(batch["image"], mean, std)
+            pixels = unit_from_normalised(batch["image"], mean, std)
 
             def loss_fn(x: jax.Array) -> jax.Array:
                 logits = model.apply(
-                    variables, to_normalised(x, mean, std), train=False, **_lam_kwargs(lam, scope)
+                    variables,
+                    normalised_from_unit(x, mean, std),
+                    train=False,
+                    **_lam_kwargs(lam, scope),
                 )
                 return jnp.sum(
                     optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
@@ -249,7 +231,7 @@ class Evaluator:
                 )
 
             delta = jax.lax.fori_loop(0, pgd_steps, step, delta)
-            adversarial = to_normalised(pixels + delta, mean, std)
+            adversarial = normalised_from_unit(pixels + delta, mean, std)
             logits, stats = forward(model, variables, adversarial, lam, scope)
             return masked_sums(logits, batch, stats)
 

@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from sdnet_jax.data import input_pipeline
+from sdnet_jax.evaluation import masked
 from sdnet_jax.evaluation.robustness.config import _CACHE_BYTES, CLEAN, Batch, Cell
 from sdnet_jax.evaluation.robustness.programs import Evaluator
 from sdnet_jax.runs import TrainState, data_source
@@ -66,24 +67,6 @@ class SplitBatches:
         return iter(self._cache) if self._cache is not None else self._read()
 
 
-def _accumulate(outputs: list[dict[str, jax.Array]]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for sums in jax.device_get(outputs):
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    return totals
-
-
-def _metrics(totals: dict[str, float]) -> dict[str, float]:
-    """Means over the counted examples: ``accuracy``, ``loss`` and every statistic."""
-    count = max(totals["count"], 1.0)
-    out = {"accuracy": totals["correct"] / count, "loss": totals["loss"] / count}
-    for k, v in totals.items():
-        if k not in ("count", "correct", "loss"):
-            out[k] = v / count
-    return out
-
-
 def _one_pass(
     fn: Callable[..., dict[str, jax.Array]],
     state: TrainState,
@@ -103,7 +86,7 @@ def _one_pass(
         )
         for i, b in enumerate(batches)
     ]
-    return _metrics(_accumulate(outputs))
+    return masked.means(masked.accumulate(outputs))
 
 
 def _log(message: str, *args: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import json
@@ -45,24 +46,71 @@ def digits_smoke(**overrides):
     return config
 
 
+def _with_data(config, fashion_mnist_dir):
+    """A context in which ``config``'s data set can be opened: the prepared fake Fashion-MNIST
+    (the real TFDS path, no TensorFlow), the embedded digits, or TFDS's mock data."""
+    if config.data.name.startswith("fashion_mnist"):
+        config.data.data_dir = fashion_mnist_dir.data_dir
+        config.data.validation_size = 10
+        return contextlib.nullcontext()
+    if config.data.name == "digits":
+        return contextlib.nullcontext()
+    config.data.validation_size = 8  # of the 24 mock examples
+    return tfds.testing.mock_data(num_examples=24)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["smoke", "full"])
 @pytest.mark.parametrize("name", CONFIGS)
-def test_one_step_smoke_of_every_config(name, tmp_path, fashion_mnist_dir):
+def test_every_config_validates_and_its_step_traces(name, full, fashion_mnist_dir):
+    """Every config (its tiny 'smoke' form and the real one) validates, and its init and train
+    step trace to the right shapes (``jax.eval_shape``: nothing is compiled)."""
+    config = load_config(name, None if full else "smoke")
+    with _with_data(config, fashion_mnist_dir):
+        info = classifier.validate_config(config)
+    model = classifier.build_model(config, info)
+    _, tx = classifier.make_optimizer(config, info)
+    state = jax.eval_shape(
+        classifier.make_init_state(model, tx, info.image_shape), jax.random.key(0)
+    )
+    batch = {
+        "image": jax.ShapeDtypeStruct((config.batch_size, *info.image_shape), np.float32),
+        "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32),
+    }
+    new_state, metrics = jax.eval_shape(classifier.make_train_step(model, tx), state, batch)
+    assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(state), strict=True
+    ):
+        assert (a.shape, a.dtype) == (b.shape, b.dtype)
+    assert set(metrics) == {"loss", "accuracy", "grad_norm"}
+    assert all(m.shape == () for m in metrics.values())
+    assert ("stem_csc" in state.params) == ("sdnet" in config.model.name)
+
+
+# One compiled run per model family (ResNet, SDNet, SDNet-All) and stem (CIFAR, ImageNet), through
+# every data path (embedded digits, prepared TFDS files, TFDS mock data).
+COMPILED = [
+    "digits_sdnet",
+    "fashion_mnist_resnet18",
+    "fashion_mnist_sdnet18_all",
+    "imagenet_sdnet18",
+]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_one_step_run(name, tmp_path, fashion_mnist_dir):
     config = load_config(name)
     config.num_train_steps = 1
     config.checkpoint_every_steps = 1
-    if config.data.name.startswith("fashion_mnist"):
-        # the real TFDS path: array_record data written by the prepare command, no TensorFlow
-        config.data.data_dir = fashion_mnist_dir.data_dir
-        config.data.validation_size = 10
+    with _with_data(config, fashion_mnist_dir):
+        info = classifier.validate_config(config)
         results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
-    elif config.data.name == "digits":
-        results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
-    else:
-        with tfds.testing.mock_data(num_examples=24):
-            results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
     assert results["final"]["step"] == 1
-    assert 0.0 <= results["final"]["test"]["accuracy"] <= 1.0
-    assert np.isfinite(results["final"]["test"]["loss"])
+    test = results["final"]["test"]
+    assert np.isfinite(test["loss"]) and test["loss"] > 0
+    # accuracy is a fraction of the test examples, each counted once (padding masked out)
+    correct = test["accuracy"] * info.num_test
+    assert abs(correct - round(correct)) < 1e-6 * info.num_test
     saved = json.load(open(tmp_path / "results.json"))
     assert saved["final"]["step"] == 1
     assert os.path.exists(tmp_path / "config.json")

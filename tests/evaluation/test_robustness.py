@@ -22,7 +22,7 @@ from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.runtime import parallel
 from sdnet_jax.train import classifier
-from tests.train.test_classifier import ROOT, digits_smoke
+from tests.helpers import ROOT, digits_smoke
 
 SDNET_STEPS = 150
 RESNET_STEPS = 40

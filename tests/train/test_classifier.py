@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import importlib.util
 import json
 import os
 import signal
@@ -19,31 +18,7 @@ import tensorflow_datasets as tfds
 
 from sdnet_jax.runtime import checkpoint
 from sdnet_jax.train import classifier
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = sorted(
-    os.path.basename(p)[:-3]
-    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-    if not os.path.basename(p).startswith(("__", "classifier_base", "ctrl"))
-)
-
-
-def load_config(name: str, arg: str | None = "smoke"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
-def digits_smoke(**overrides):
-    config = load_config("digits_sdnet")
-    for key, value in overrides.items():
-        target = config
-        *path, leaf = key.split(".")
-        for part in path:
-            target = target[part]
-        target[leaf] = value
-    return config
+from tests.helpers import CONFIGS, ROOT, digits_smoke, load_config
 
 
 def _with_data(config, fashion_mnist_dir):
@@ -237,7 +212,7 @@ MULTI_DEVICE = """
 import json, os, sys
 sys.path.insert(0, {root!r})
 import jax
-from tests.train.test_classifier import digits_smoke
+from tests.helpers import digits_smoke
 from sdnet_jax.train import classifier
 config = digits_smoke(num_train_steps=4, batch_size=16, **{{"model.width": 4}})
 classifier.train_and_evaluate(config, sys.argv[1])

@@ -18,13 +18,7 @@ from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.runtime import optim
 from sdnet_jax.train import ctrl
-from tests.train.test_classifier import ROOT, load_config
-
-CTRL_CONFIGS = sorted(
-    os.path.basename(p)[:-3]
-    for p in glob.glob(os.path.join(ROOT, "configs", "ctrl_*.py"))
-    if not p.endswith("ctrl_base.py")
-)
+from tests.helpers import CTRL_CONFIGS, load_config
 
 
 @pytest.mark.parametrize("name", CTRL_CONFIGS)

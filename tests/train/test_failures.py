@@ -17,7 +17,7 @@ from sdnet_jax import runs
 from sdnet_jax.errors import NonFiniteError, RunError
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.train import classifier, ctrl
-from tests.train.test_classifier import ROOT, digits_smoke, load_config
+from tests.helpers import ROOT, digits_smoke, load_config
 
 
 def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess:

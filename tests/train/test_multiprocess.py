@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from sdnet_jax import runs
-from tests.train.test_classifier import ROOT
+from tests.helpers import ROOT
 
 FLAGS = [
     "--config=configs/digits_sdnet.py",

@@ -13,6 +13,8 @@ from typing import Any
 
 import optax
 
+from sdnet_jax import checks
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 
@@ -56,15 +58,17 @@ def make_optimizer(optim: Any, learning_rate: optax.Schedule) -> optax.GradientT
 
 def validate(optim: Any, where: str = "optim") -> None:
     """Raises a ValueError naming the first bad field of an optimizer config."""
-    if optim.name not in OPTIMIZERS:
-        raise ValueError(f"{where}.name must be one of {OPTIMIZERS}, got {optim.name!r}.")
-    if optim.schedule not in SCHEDULES:
-        raise ValueError(f"{where}.schedule must be one of {SCHEDULES}, got {optim.schedule!r}.")
-    if not optim.lr > 0:
-        raise ValueError(f"{where}.lr must be > 0, got {optim.lr!r}.")
-    if optim.get("weight_decay", 0) < 0:
-        raise ValueError(f"{where}.weight_decay must be >= 0, got {optim.weight_decay!r}.")
-    if optim.get("warmup_steps", 0) < 0:
-        raise ValueError(f"{where}.warmup_steps must be >= 0, got {optim.warmup_steps!r}.")
-    if optim.schedule in ("cosine", "linear") and optim.get("end_lr", 0) < 0:
-        raise ValueError(f"{where}.end_lr must be >= 0, got {optim.end_lr!r}.")
+    require = checks.require
+    require(
+        optim.name in OPTIMIZERS, f"{where}.name must be one of {OPTIMIZERS}, got {optim.name!r}."
+    )
+    require(
+        optim.schedule in SCHEDULES,
+        f"{where}.schedule must be one of {SCHEDULES}, got {optim.schedule!r}.",
+    )
+    require(optim.lr > 0, f"{where}.lr must be > 0, got {optim.lr!r}.")
+    for field in ("weight_decay", "warmup_steps"):
+        value = optim.get(field, 0)
+        require(value >= 0, f"{where}.{field} must be >= 0, got {value!r}.")
+    if optim.schedule in ("cosine", "linear"):
+        require(optim.get("end_lr", 0) >= 0, f"{where}.end_lr must be >= 0, got {optim.end_lr!r}.")

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ops-demo test lint format bench clean lock
+.PHONY: demo ops-demo test test-quick lint format bench clean lock
 
 # constraints.txt pins the versions CI tested (see `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -36,6 +36,10 @@ ops-demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The quick loop while editing: everything but subprocesses, notebooks and multi-process runs.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import backprop_memory, layer_cost, model_cost, report
+
+pytestmark = pytest.mark.slow  # the benchmark scripts
 
 
 def _check_rows(path, keys):

@@ -287,6 +287,7 @@ def evaluate_command(workdir: str, *flags: str) -> list[str]:
     return [sys.executable, "-m", "sdnet_jax.evaluate", f"--workdir={workdir}", *flags]
 
 
+@pytest.mark.slow  # a subprocess
 def test_entrypoint_end_to_end_on_two_devices(sdnet_dir, tmp_path):
     output_dir = tmp_path / "out"
     flags = [
@@ -360,6 +361,7 @@ def test_bad_eval_config_is_a_clear_error_before_compiling(field, value, message
     assert compiles == []
 
 
+@pytest.mark.slow  # a subprocess
 def test_entrypoint_reports_a_bad_eval_config_in_one_line(tmp_path):
     proc = subprocess.run(
         evaluate_command(os.fspath(tmp_path), "--config.eval.lam_scope=everything"),

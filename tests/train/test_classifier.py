@@ -129,6 +129,7 @@ def _main_command(workdir: str, *flags: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # a subprocess
 def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skipped(tmp_path):
     workdir = os.fspath(tmp_path / "run")
     proc = subprocess.Popen(
@@ -195,6 +196,7 @@ def test_missing_data_dir_says_how_to_prepare(tmp_path):
         classifier.train_and_evaluate(config, os.fspath(tmp_path / "wd"))
 
 
+@pytest.mark.slow  # a subprocess
 def test_entrypoint_reports_bad_flags_in_one_line(tmp_path):
     for flags, expected in [
         (["--config.model.name=resnet19"], "config.model.name"),
@@ -220,6 +222,7 @@ print(json.dumps({{"devices": jax.device_count()}}))
 """
 
 
+@pytest.mark.slow  # a subprocess
 def test_eight_devices_follow_the_one_device_trajectory(tmp_path):
     losses = {}
     for devices in (1, 8):

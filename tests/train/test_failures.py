@@ -39,6 +39,7 @@ def _checkpoints(workdir: str) -> list[int]:
     return sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit())
 
 
+@pytest.mark.slow  # a subprocess
 def test_relative_workdir_from_another_directory(tmp_path):
     proc = _run(
         ["sdnet_jax.main", f"--config={ROOT}/configs/digits_sdnet.py", "--workdir=runs/rel",
@@ -56,6 +57,7 @@ def test_relative_workdir_from_another_directory(tmp_path):
     assert _fatal_line(proc).startswith("FATAL config error: config.eval.batch_size")
 
 
+@pytest.mark.slow  # a subprocess
 def test_diverging_classifier_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     workdir = os.fspath(tmp_path / "run")
     proc = _run(
@@ -163,6 +165,7 @@ def test_evaluate_and_transfer_on_the_other_task(tmp_path):
         ctrl_transfer.main([classifier_run, "digits"])
 
 
+@pytest.mark.slow  # a subprocess
 def test_entrypoints_print_one_line_for_a_missing_workdir(tmp_path):
     proc = _run(["sdnet_jax.evaluate", "--workdir=missing"], cwd=os.fspath(tmp_path))
     line = _fatal_line(proc)

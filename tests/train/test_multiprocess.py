@@ -13,9 +13,12 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from sdnet_jax import runs
 from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # several local processes
 
 FLAGS = [
     "--config=configs/digits_sdnet.py",

@@ -63,13 +63,25 @@ def test_registry_errors_name_the_valid_choices():
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
-def test_forward_every_model_under_jit(name):
+def test_every_model_traces_to_logits(name):
+    model = models.get_model(name, num_classes=7, width=4, csc={"num_iters": 2})
+    x = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+    assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+
+
+# the 34-layer variants are the 18-layer ones with other stage sizes: compiled at depth 18 only
+@pytest.mark.parametrize("name", ["resnet18", "sdnet18", "sdnet18_all", "sdnet18_all_noshortcut"])
+def test_forward_under_jit(name):
     model = models.get_model(name, num_classes=7, width=4, csc={"num_iters": 2})
     x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
-    variables = model.init(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
     assert logits.shape == (2, 7) and logits.dtype == jnp.float32
     assert np.all(np.isfinite(logits))
+    if "noshortcut" not in name:  # without shortcuts, width-4 codes can all be thresholded away
+        assert np.std(logits) > 0
 
 
 def test_train_mode_updates_state_and_lambda_reaches_csc_layers():

@@ -111,10 +111,10 @@ def test_gradients(impl):
     def fs(z, k):
         return ops.circular_conv_pair(k, signal_hw=(5, 4), impl=impl)[1](z)
 
-    check_grads(fa, (x, kernel), order=2, modes=["fwd", "rev"])
-    check_grads(fs, (z, kernel), order=2, modes=["fwd", "rev"])
+    check_grads(jax.jit(fa), (x, kernel), order=2, modes=["fwd", "rev"])  # jitted: 2x faster
+    check_grads(jax.jit(fs), (z, kernel), order=2, modes=["fwd", "rev"])
     solve = lambda b, k: ops.circular_conv_normal_solver(k, signal_hw=(5, 4))(b, 0.5)
-    check_grads(solve, (z, kernel), order=1, modes=["fwd", "rev"])
+    check_grads(jax.jit(solve), (z, kernel), order=1, modes=["fwd", "rev"])
 
 
 @pytest.mark.parametrize("impl", ops.fft.IMPLS)

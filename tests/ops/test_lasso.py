@@ -160,7 +160,7 @@ def test_unrolled_gradients_check_grads(method):
             x, analysis, synthesis=synthesis, lam=0.05, step=step, num_iters=3, method=method
         )
 
-    check_grads(f, (x, kernel), order=1, modes=["rev", "fwd"], eps=1e-6)
+    check_grads(jax.jit(f), (x, kernel), order=1, modes=["rev", "fwd"], eps=1e-6)
 
 
 @pytest.mark.parametrize("nonneg,mu", [(False, 0.0), (True, 0.0), (False, 0.2)])
@@ -416,7 +416,7 @@ def test_admm_gradients():
         return ops.admm(x, analysis, lam=lam, **kw)
 
     # a fixed ρ: the unrolled iterations are a smooth map almost everywhere
-    check_grads(f, (x, kernel, 0.1), order=1, modes=["rev", "fwd"], eps=1e-6)
+    check_grads(jax.jit(f), (x, kernel, 0.1), order=1, modes=["rev", "fwd"], eps=1e-6)
     # an adapted ρ is a constant for differentiation (as the step size is), so finite differences
     # do not apply; the gradient exists and is finite
     g = jax.grad(lambda x, k: jnp.sum(f(x, k, 0.1, adapt=100) ** 2), argnums=(0, 1))(x, kernel)

@@ -58,3 +58,36 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     written = fakes.write_cifar10(os.fspath(manual_dir))
     prepare.main(["cifar10", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
     return Prepared(os.fspath(data_dir), written)
+
+
+# Tiny classifiers trained once per session on the embedded digits (evaluation tests restore them).
+SDNET_STEPS = 150
+RESNET_STEPS = 40
+
+
+def _train_tiny(workdir: str, model: str, steps: int) -> str:
+    from sdnet_jax.train import classifier
+    from tests.helpers import digits_smoke
+
+    config = digits_smoke(
+        num_train_steps=steps,
+        batch_size=64,
+        eval_batch_size=200,
+        log_every_steps=50,
+        checkpoint_every_steps=50,
+        **{"model.name": model, "model.width": 8, "data.validation_size": 200},
+    )
+    classifier.train_and_evaluate(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def sdnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A width-8 SDNet-18 trained for ``SDNET_STEPS`` steps on digits (its workdir)."""
+    return _train_tiny(os.fspath(tmp_path_factory.mktemp("sdnet")), "sdnet18", SDNET_STEPS)
+
+
+@pytest.fixture(scope="session")
+def resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A width-8 ResNet-18 trained for ``RESNET_STEPS`` steps on digits (its workdir)."""
+    return _train_tiny(os.fspath(tmp_path_factory.mktemp("resnet")), "resnet18", RESNET_STEPS)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,16 +11,6 @@ from PIL import Image
 
 from sdnet_jax.evaluation import ctrl_metrics as cm
 from sdnet_jax.evaluation import feature_nets as fn
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_config(name: str, arg: str | None = "smoke"):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
 
 # ----------------------------------------------------------------------------- PSNR / MSE
 
@@ -242,28 +229,17 @@ def test_inception_features_is_not_supported():
         fn.InceptionFeatures("/nonexistent/inception.npz")
 
 
-@pytest.fixture(scope="module")
-def trained_classifier(tmp_path_factory):
-    from sdnet_jax.train import classifier
-
-    config = load_config("digits_sdnet")
-    config.num_train_steps = 5
-    config.model.name = "resnet18"  # the same head as sdnet18, at half the compile time
-    workdir = os.fspath(tmp_path_factory.mktemp("digits_classifier"))
-    classifier.train_and_evaluate(config, workdir)
-    return workdir, config
-
-
-def test_classifier_features_are_the_head_input(trained_classifier):
+def test_classifier_features_are_the_head_input(resnet_dir):
     from sdnet_jax import runs
+    from tests.conftest import RESNET_STEPS
 
-    workdir, config = trained_classifier
+    workdir = resnet_dir  # a width-8 ResNet-18 trained on digits (tests/conftest.py)
     net = fn.ClassifierFeatures(workdir)
-    assert net.name == "classifier(resnet18@digits, step=5, penultimate)"
+    assert net.name == f"classifier(resnet18@digits, step={RESNET_STEPS}, penultimate)"
     assert "fid" not in net.name.lower()
     x = np.random.default_rng(0).uniform(-1, 1, (6, 8, 8, 1)).astype(np.float32)
     f = net(x)
-    width = config.model.width
+    width = 8  # of the tiny ResNet
     assert f.shape == (6, width * 8) and np.all(np.isfinite(f))
     # the features are exactly what the head maps to the logits
     _, model, state, info = runs.load_classifier(workdir)

@@ -21,36 +21,10 @@ from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.runtime import parallel
-from sdnet_jax.train import classifier
-from tests.helpers import ROOT, digits_smoke
+from tests.helpers import ROOT
 
-SDNET_STEPS = 150
-RESNET_STEPS = 40
 LAMS = (0.05, 0.1, 0.3, 1.0)  # the digits SDNet is trained at λ = 0.1
 LARGE_EPS = 0.3  # ℓ∞ in [0, 1] pixels: far beyond what the tiny model resists
-
-
-def train_tiny(workdir: str, model: str, steps: int) -> str:
-    config = digits_smoke(
-        num_train_steps=steps,
-        batch_size=64,
-        eval_batch_size=200,
-        log_every_steps=50,
-        checkpoint_every_steps=50,
-        **{"model.name": model, "model.width": 8, "data.validation_size": 200},
-    )
-    classifier.train_and_evaluate(config, workdir)
-    return workdir
-
-
-@pytest.fixture(scope="session")
-def sdnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return train_tiny(os.fspath(tmp_path_factory.mktemp("sdnet")), "sdnet18", SDNET_STEPS)
-
-
-@pytest.fixture(scope="session")
-def resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return train_tiny(os.fspath(tmp_path_factory.mktemp("resnet")), "resnet18", RESNET_STEPS)
 
 
 def tiny_eval(output_dir: str, **overrides: Any):

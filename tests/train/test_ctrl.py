@@ -281,3 +281,28 @@ def test_unsupervised_objective_needs_its_sample_wise_weight(tmp_path):
     config.ctrl.pair_lam = 0.0
     with pytest.raises(ValueError, match=r"config\.ctrl\.pair_lam must be > 0"):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["csc", "dcgan"])
+def test_reference_recipe_configs_are_the_reference_recipe(model):
+    config = load_config(f"ctrl_fashion_mnist_reference_{model}", None)
+    assert config.model.name == model and tuple(config.model.channels) == (64, 128, 256)
+    assert config.data.image_size == 32 and config.batch_size == 2048
+    assert config.num_train_steps == 4500 and config.optim.lr == 1.5e-4
+    assert (config.optim.b1, config.optim.b2, config.optim.schedule) == (0.5, 0.999, "linear")
+    c = config.ctrl
+    assert (c.objective, c.pair_lam, c.code_lam, c.enc_lr_scale) == ("multiclass", 0.0, 0.0, 1.0)
+    config.data.validation_size = 8  # the mock data set has 48 examples
+    with tfds.testing.mock_data(num_examples=48):
+        info = ctrl.validate_config(config)
+    assert info.image_shape == (32, 32, 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["ctrl_digits_csc", "ctrl_fashion_mnist_csc", "ctrl_fashion_mnist_dcgan"]
+)
+def test_small_batch_configs_use_the_small_batch_recipe(name):
+    config = load_config(name, None)
+    c = config.ctrl
+    assert config.batch_size <= 512 and c.objective == "multiclass"
+    assert c.code_lam > 0 and c.enc_lr_scale < 1 and c.pair_lam == 0

@@ -9,6 +9,13 @@ the unsupervised sample-wise form; :mod:`sdnet_jax.ops.rates`), one train step o
 * one decoder step minimising ``T`` with ``Z`` a constant; the decoder's gradient flows through
   ``Ẑ = f(g(Z))``.
 
+Sample-wise terms (``config.ctrl``): ``pair_lam · Σ_i D(z_i, ẑ_i)`` reduced by both players or the
+decoder only (``pair_players``), and the decoder-only code consistency ``code_lam · C``
+(:func:`code_distance`: the encoder's per-stage codes of ``X̂`` vs those of ``X``); the encoder can
+learn slower than the decoder (``enc_lr_scale``). ``pair_lam = code_lam = 0``, ``enc_lr_scale = 1``
+is the CTRL reference recipe; ``code_lam = 10``, ``enc_lr_scale = 0.2`` the small-batch recipe of
+the digits / Fashion-MNIST configs (docs/ctrl_recipe_log.md).
+
 Each player has its own optax optimizer and state inside one train state; both run in training mode
 (batch statistics) and keep the updates of their own BN / power-iteration state only. After each
 update the CSC dictionaries are projected onto unit-norm atoms. Everything else — the mesh, jit,
@@ -138,7 +145,8 @@ def objective_fn(config: Any, num_classes: int):
     ``T`` is the game's value (the encoder maximises it, the decoder minimises it): multi-class
     ``ΔR(Z) + ΔR(Ẑ) + Σ_j ΔR(Z_j, Ẑ_j)``, binary ``ΔR(Z, Ẑ)``, or unsupervised ``R(Z) + ΔR(Z, Ẑ)``.
     ``D = Σ_i D(z_i, ẑ_i)`` is the sample-wise self-consistency (:func:`ops.sample_distance`), a
-    constraint that BOTH players reduce with weight ``config.ctrl.pair_lam`` — were it inside the
+    constraint reduced with weight ``config.ctrl.pair_lam`` by both players or by the decoder only
+    (``config.ctrl.pair_players``; :func:`make_train_step`) — were it inside the
     min-max, the decoder would be paid to move ``ẑ_i`` away from ``z_i``. The unsupervised form
     needs ``pair_lam > 0``; ``pair_lam = 0`` with the multi-class / binary forms is the CTRL
     reference recipe.

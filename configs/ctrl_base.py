@@ -24,6 +24,9 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
         0.0  # weight of the sample-wise self-consistency sum_i D(z_i, z^_i), both players
     )
     c.ctrl.pairwise = "cosine"  # D: 'cosine' | 'l2'
+    c.ctrl.pair_players = "both"  # who reduces pair_lam * D: 'both' | 'decoder'
+    c.ctrl.code_lam = 0.0  # weight of the decoder-only sample-wise code consistency (0: off)
+    c.ctrl.enc_lr_scale = 1.0  # the encoder's learning rate / the decoder's (optim.lr)
     c.data.augment = "none"
     c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     c.optim.name = "adam"

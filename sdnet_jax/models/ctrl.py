@@ -49,6 +49,11 @@ reshape → BN → ReLU, ``[transposed conv k×k/s → BN → ReLU]`` for ``chan
 to the image channels, ``tanh``. Same attributes and shape conventions as the CSC pair, so the pairs
 are interchangeable. Convolutions are bias-free with ``N(0, 0.02)`` weights (DCGAN).
 
+Both encoders sow each stage's output before its BatchNorm (the CSC stage's sparse code ``z_l``,
+the DCGAN stage's convolution) as ``intermediates/code<l>`` when the collection :data:`CODES` is
+mutable (for the sample-wise code consistency of :mod:`sdnet_jax.train.ctrl`); otherwise nothing is
+stored.
+
 :func:`get_ctrl_models` builds either pair from the encoder's ``channels`` and an ``image_shape``.
 """
 
@@ -66,6 +71,7 @@ from sdnet_jax.checks import check_rank
 from sdnet_jax.models.csc import CSCConv, csc_layer
 
 ModuleDef = Callable[..., nn.Module]
+CODES = "intermediates"  # collection of the encoders' per-stage codes (sown when mutable)
 dcgan_init = nn.initializers.normal(0.02)
 
 
@@ -156,6 +162,7 @@ class CSCEncoder(nn.Module):
             x = csc(
                 features, self.kernel_size, s, padding="SAME", transpose=False, name=f"csc{i + 1}"
             )(x)
+            self.sow(CODES, f"code{i + 1}", x)  # the sparse code before BN
             x = norm(name=f"bn{i + 1}")(x)
         x = x.reshape(x.shape[0], -1)
         z = nn.Dense(self.feature_dim, dtype=self.dtype, name="head")(x)
@@ -245,6 +252,7 @@ class DCGANEncoder(nn.Module):
                 dtype=self.dtype,
                 name=f"conv{i + 1}",
             )(x)
+            self.sow(CODES, f"code{i + 1}", x)  # the convolution's output before BN
             if i > 0:
                 x = norm(name=f"bn{i + 1}")(x)
             x = nn.leaky_relu(x, 0.2)
@@ -351,6 +359,7 @@ def get_ctrl_models(
 
 
 __all__ = [
+    "CODES",
     "CTRL_MODELS",
     "CSCDecoder",
     "CSCEncoder",

@@ -45,11 +45,14 @@ def build_models(config: Any, info: input_pipeline.DatasetInfo) -> tuple[nn.Modu
 
 def make_optimizers(config: Any, info: input_pipeline.DatasetInfo):
     """``(learning_rate schedule, encoder optimizer, decoder optimizer)``: the same recipe, two
-    independent optax states."""
+    independent optax states; the encoder's learning rate is ``config.ctrl.enc_lr_scale`` times the
+    decoder's (the logged ``learning_rate``; runs saved before the field existed read it as 1)."""
     learning_rate = optim.schedule(config.optim, num_train_steps(config, info))
+    scale = float(config.ctrl.get("enc_lr_scale", 1.0))
+    enc_learning_rate = learning_rate if scale == 1.0 else lambda s: scale * learning_rate(s)
     return (
         learning_rate,
-        optim.make_optimizer(config.optim, learning_rate),
+        optim.make_optimizer(config.optim, enc_learning_rate),
         optim.make_optimizer(config.optim, learning_rate),
     )
 

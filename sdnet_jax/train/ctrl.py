@@ -9,6 +9,13 @@ the unsupervised sample-wise form; :mod:`sdnet_jax.ops.rates`), one train step o
 * one decoder step minimising ``T`` with ``Z`` a constant; the decoder's gradient flows through
   ``Ẑ = f(g(Z))``.
 
+Sample-wise terms (``config.ctrl``): ``pair_lam · Σ_i D(z_i, ẑ_i)`` reduced by both players or the
+decoder only (``pair_players``), and the decoder-only code consistency ``code_lam · C``
+(:func:`code_distance`: the encoder's per-stage codes of ``X̂`` vs those of ``X``); the encoder can
+learn slower than the decoder (``enc_lr_scale``). ``pair_lam = code_lam = 0``, ``enc_lr_scale = 1``
+is the CTRL reference recipe; ``code_lam = 10``, ``enc_lr_scale = 0.2`` the small-batch recipe of
+the digits / Fashion-MNIST configs (docs/ctrl_recipe_log.md).
+
 Each player has its own optax optimizer and state inside one train state; both run in training mode
 (batch statistics) and keep the updates of their own BN / power-iteration state only. After each
 update the CSC dictionaries are projected onto unit-norm atoms. Everything else — the mesh, jit,
@@ -31,6 +38,7 @@ import optax
 from sdnet_jax import models, ops
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import ctrl_metrics, feature_nets
+from sdnet_jax.models import ctrl as ctrl_models
 from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
 from sdnet_jax.runs.ctrl import CTRLState, build_models, load_ctrl, make_init_state, make_optimizers
 from sdnet_jax.runtime import optim, parallel
@@ -38,6 +46,7 @@ from sdnet_jax.train import classifier, loop
 from sdnet_jax.viz import atom_grid
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")
+PAIR_PLAYERS = ("both", "decoder")  # who reduces the sample-wise term pair_lam * D
 
 
 # ----------------------------------------------------------------------------- config
@@ -76,6 +85,17 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
         c.pairwise in ops.PAIRWISE_DISTANCES, f"config.ctrl.pairwise in {ops.PAIRWISE_DISTANCES}."
     )
     check(
+        c.pair_players in PAIR_PLAYERS,
+        f"config.ctrl.pair_players must be one of {PAIR_PLAYERS}, got {c.pair_players!r}.",
+    )
+    check(
+        c.objective != "unsupervised" or c.pair_players == "both",
+        "config.ctrl.pair_players must be 'both' with the unsupervised objective (its sample-wise "
+        "term is part of the encoder's objective too).",
+    )
+    check(c.code_lam >= 0, f"config.ctrl.code_lam must be >= 0, got {c.code_lam!r}.")
+    check(c.enc_lr_scale > 0, f"config.ctrl.enc_lr_scale must be > 0, got {c.enc_lr_scale!r}.")
+    check(
         config.data.name.split("/")[0] in input_pipeline.SUPPORTED,
         f"config.data.name {config.data.name!r} is not one of {list(input_pipeline.SUPPORTED)}.",
     )
@@ -101,7 +121,8 @@ def objective_fn(config: Any, num_classes: int):
     ``T`` is the game's value (the encoder maximises it, the decoder minimises it): multi-class
     ``ΔR(Z) + ΔR(Ẑ) + Σ_j ΔR(Z_j, Ẑ_j)``, binary ``ΔR(Z, Ẑ)``, or unsupervised ``R(Z) + ΔR(Z, Ẑ)``.
     ``D = Σ_i D(z_i, ẑ_i)`` is the sample-wise self-consistency (:func:`ops.sample_distance`), a
-    constraint that BOTH players reduce with weight ``config.ctrl.pair_lam`` — were it inside the
+    constraint reduced with weight ``config.ctrl.pair_lam`` by both players or by the decoder only
+    (``config.ctrl.pair_players``; :func:`make_train_step`) — were it inside the
     min-max, the decoder would be paid to move ``ẑ_i`` away from ``z_i``. The unsupervised form
     needs ``pair_lam > 0``; ``pair_lam = 0`` with the multi-class / binary forms is the CTRL
     reference recipe.
@@ -135,11 +156,57 @@ def _run(module: nn.Module, params, state, x, train: bool = True):
     return out, dict(new_state)
 
 
+def _run_codes(module: nn.Module, params, state, x):
+    """Applies an encoder in training mode: ``(z, new state, per-stage codes before BN)``."""
+    out, new_state = module.apply(
+        {"params": params, **state}, x, train=True, mutable=[*state, ctrl_models.CODES]
+    )
+    new_state = dict(new_state)
+    sown = new_state.pop(ctrl_models.CODES)
+    codes = [sown[k][0] for k in sorted(sown, key=lambda k: int(k[len("code") :]))]
+    return out, new_state, codes
+
+
+def code_distance(codes: list[jax.Array], codes_hat: list[jax.Array]) -> jax.Array:
+    """Sample-wise code consistency ``C = Σ_l Σ_i ‖c_l(x̂_i) − c_l(x_i)‖² / mean_i ‖c_l(x_i)‖²``.
+
+    ``c_l`` is the encoder's stage-``l`` code before its BN (the CSC stage's sparse code), of the
+    real images (``codes``, a constant) and of their reconstructions (``codes_hat``). Each stage's
+    squared distance is relative to the mean squared norm of the real codes of the batch, so every
+    stage weighs the same and ``C`` is a sum over the batch like :func:`ops.sample_distance`.
+    """
+    total = jnp.zeros((), jnp.float32)
+    for c, c_hat in zip(codes, codes_hat, strict=True):
+        c = jax.lax.stop_gradient(c.astype(jnp.float32))
+        sq = jnp.sum(jnp.square(c_hat.astype(jnp.float32) - c).reshape(c.shape[0], -1), axis=1)
+        scale = jnp.mean(jnp.sum(jnp.square(c).reshape(c.shape[0], -1), axis=1))
+        total = total + jnp.sum(sq) / jnp.maximum(scale, 1e-12)
+    return total
+
+
 def make_train_step(
-    encoder, decoder, tx_enc, tx_dec, objective, n_inner: int, info, pair_lam: float = 0.0
+    encoder,
+    decoder,
+    tx_enc,
+    tx_dec,
+    objective,
+    n_inner: int,
+    info,
+    pair_lam: float = 0.0,
+    *,
+    pair_players: str = "both",
+    code_lam: float = 0.0,
 ):
-    """One game step: ``n_inner`` encoder steps on ``−T + pair_lam·D``, one decoder step on
-    ``T + pair_lam·D`` (``objective`` as returned by :func:`objective_fn`)."""
+    """One game step: ``n_inner`` encoder steps on ``−T (+ pair_lam·D)``, one decoder step on
+    ``T + pair_lam·D + code_lam·C`` (``objective`` as returned by :func:`objective_fn`).
+
+    ``pair_players``: who reduces the sample-wise term ``pair_lam·D``: ``'both'`` players or the
+    ``'decoder'`` only (then the encoder's gradient does not see ``D``). ``code_lam`` weighs the
+    sample-wise code consistency ``C`` (:func:`code_distance`), a decoder-only term.
+    """
+    if pair_players not in PAIR_PLAYERS:
+        raise ValueError(f"pair_players must be one of {PAIR_PLAYERS}, got {pair_players!r}.")
+    enc_pair_lam = pair_lam if pair_players == "both" else 0.0
 
     def encoder_step(state: CTRLState, x, labels):
         def loss_fn(enc_params):
@@ -147,7 +214,7 @@ def make_train_step(
             x_hat, _ = _run(decoder, state.dec_params, state.dec_state, jax.lax.stop_gradient(z))
             z_hat, enc_state = _run(encoder, enc_params, enc_state, jax.lax.stop_gradient(x_hat))
             value, distance = objective(z, z_hat, labels)
-            return -value + pair_lam * distance, (enc_state, value)
+            return -value + enc_pair_lam * distance, (enc_state, value)
 
         (_, (enc_state, value)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.enc_params)
         updates, enc_opt = tx_enc.update(grads, state.enc_opt, state.enc_params)
@@ -156,32 +223,43 @@ def make_train_step(
         return new, value, optax.tree.norm(grads)
 
     def decoder_step(state: CTRLState, x, labels):
-        z, _ = _run(encoder, state.enc_params, state.enc_state, x)
+        if code_lam:
+            z, _, codes = _run_codes(encoder, state.enc_params, state.enc_state, x)
+        else:
+            z, _ = _run(encoder, state.enc_params, state.enc_state, x)
         z = jax.lax.stop_gradient(z)
 
         def loss_fn(dec_params):
             x_hat, dec_state = _run(decoder, dec_params, state.dec_state, z)
-            z_hat, _ = _run(encoder, state.enc_params, state.enc_state, x_hat)
+            if code_lam:
+                z_hat, _, codes_hat = _run_codes(encoder, state.enc_params, state.enc_state, x_hat)
+                code = code_distance(codes, codes_hat)
+            else:
+                z_hat, _ = _run(encoder, state.enc_params, state.enc_state, x_hat)
+                code = jnp.zeros((), jnp.float32)
             value, distance = objective(z, z_hat, labels)
-            return value + pair_lam * distance, (dec_state, x_hat, value, distance)
+            loss = value + pair_lam * distance + code_lam * code
+            return loss, (dec_state, x_hat, value, distance, code)
 
-        (_, (dec_state, x_hat, value, distance)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.dec_params
-        )
+        (_, (dec_state, x_hat, value, distance, code)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True
+        )(state.dec_params)
         updates, dec_opt = tx_dec.update(grads, state.dec_opt, state.dec_params)
         dec_params = models.project_dictionaries(optax.apply_updates(state.dec_params, updates))
         new = state.replace(dec_params=dec_params, dec_state=dec_state, dec_opt=dec_opt)
-        return new, value, distance, jnp.mean(jnp.square(x_hat - x)), optax.tree.norm(grads)
+        grad_norm = optax.tree.norm(grads)
+        return new, value, distance, jnp.mean(jnp.square(x_hat - x)), code, grad_norm
 
     def train_step(state: CTRLState, batch: dict[str, jax.Array]):
         x, labels = to_symmetric(batch["image"], info), batch["label"]
         for _ in range(n_inner):
             state, t_enc, enc_grad_norm = encoder_step(state, x, labels)
-        state, t_dec, distance, mse, dec_grad_norm = decoder_step(state, x, labels)
+        state, t_dec, distance, mse, code, dec_grad_norm = decoder_step(state, x, labels)
         metrics = {
             "objective_encoder_step": t_enc,
             "objective_decoder_step": t_dec,
             "sample_distance": distance,
+            "code_distance": code,
             "mse": mse,
             "encoder_grad_norm": enc_grad_norm,
             "decoder_grad_norm": dec_grad_norm,
@@ -246,11 +324,16 @@ def make_evaluate(config, info, closed_loop, workdir: str):
         train_batches = input_pipeline.train_iterator(
             data.name, global_batch_size=config.eval_batch_size, seed=0, augment="none", **source
         )
-        z_train, *_, y_train = features_of(state, train_batches, config.eval.subspace_fit_examples)
+        z_train, x_train, *_, y_train = features_of(
+            state, train_batches, config.eval.subspace_fit_examples
+        )
         terms = ops.ctrl_terms(z, z_hat, y, num_classes, config.ctrl.eps_sq)
         results = {k: float(v) for k, v in terms.items()}
         results["mse"] = float(np.mean(ctrl_metrics.mse(x, x_hat)))
-        results["psnr"] = float(ctrl_metrics.psnr(x, x_hat).mean)
+        # psnr, psnr_mean_image (of the mean of the training images the subspaces are fit on),
+        # psnr_gain_over_mean_image, spread_x_hat, spread_x: is it a reconstruction or a collapse?
+        results.update(ctrl_metrics.collapse_metrics(x, x_hat, x_train.mean(axis=0)))
+        results["sample_cosine_distance"] = float(np.mean(1.0 - np.sum(z * z_hat, axis=-1)))
         results["nearest_subspace_accuracy"] = float(
             ctrl_metrics.nearest_subspace_accuracy(
                 z_train, y_train, z, y, num_classes, config.eval.subspace_components
@@ -303,7 +386,8 @@ def transfer_reconstruction(
     """Reconstructs the test split of another data set with a trained CTRL model.
 
     The images are resized / converted to the model's input shape, passed through ``g(f(·))``, and
-    the PSNR / MSE are reported; a grid of X beside X̂ is written to
+    the PSNR / MSE are reported with the PSNR of the split's own mean image and the per-pixel
+    spread of X̂ and X (:func:`ctrl_metrics.collapse_metrics`); a grid of X beside X̂ is written to
     ``workdir/images/transfer_<dataset>.png``.
     """
     config, encoder, decoder, state, info = load_ctrl(workdir)
@@ -333,7 +417,8 @@ def transfer_reconstruction(
         "trained_on": config.data.name,
         "reconstructed": dataset,
         "num_examples": len(x),
-        "psnr": float(ctrl_metrics.psnr(x, x_hat).mean),
+        # psnr_mean_image: the mean image of these same test images (the split's own mean)
+        **ctrl_metrics.collapse_metrics(x, x_hat),
         "mse": float(np.mean(ctrl_metrics.mse(x, x_hat))),
         "grid": path,
     }
@@ -371,6 +456,8 @@ def train_and_evaluate(
             config.ctrl.n_inner,
             info,
             pair_lam=config.ctrl.pair_lam,
+            pair_players=config.ctrl.pair_players,
+            code_lam=config.ctrl.code_lam,
         ),
         train_batches=train_batches,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),

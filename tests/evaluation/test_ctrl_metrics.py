@@ -38,6 +38,43 @@ def test_psnr_matches_formula_for_known_noise():
         cm.psnr(x, x[:2])
 
 
+def test_a_constant_decoder_has_zero_spread_and_the_psnr_of_its_constant():
+    rng = np.random.default_rng(3)
+    x = np.clip(rng.normal(0, 0.6, (50, 8, 8, 1)), -1, 1)
+    constant = np.full(x.shape[1:], -0.3)
+    x_hat = np.broadcast_to(constant, x.shape)  # a decoder that ignores its input
+    m = cm.collapse_metrics(x, x_hat)
+    assert m["spread_x_hat"] == pytest.approx(0.0, abs=1e-12)
+    assert m["spread_x"] == pytest.approx(np.mean(np.std(x, axis=0)))
+    # its PSNR is the PSNR of that constant image, and the mean image does at least as well
+    assert m["psnr"] == pytest.approx(cm.psnr(x, x_hat).mean)
+    assert m["psnr"] == pytest.approx(cm.mean_image_psnr(x, constant))
+    assert m["psnr_mean_image"] >= m["psnr"]
+    assert m["psnr_gain_over_mean_image"] == pytest.approx(m["psnr"] - m["psnr_mean_image"])
+    # outputting the split's mean image: PSNR gain exactly 0
+    mean = cm.collapse_metrics(x, np.broadcast_to(x.mean(axis=0), x.shape))
+    assert mean["psnr_gain_over_mean_image"] == pytest.approx(0.0, abs=1e-12)
+    assert mean["spread_x_hat"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mean_image_psnr_and_spread_by_hand():
+    # two images, +-a everywhere: split mean 0, MSE a^2 → PSNR 10 log10(4 / a^2); spread a
+    a = 0.5
+    x = np.stack([np.full((4, 4, 1), a), np.full((4, 4, 1), -a)])
+    assert cm.mean_image_psnr(x) == pytest.approx(10 * np.log10(4 / a**2))
+    assert cm.pixel_spread(x) == pytest.approx(a)
+    # another mean image (a training mean, say): MSE ((a-m)^2 + (a+m)^2) / 2 per image
+    m = 0.25
+    expected = np.mean([10 * np.log10(4 / (a - m) ** 2), 10 * np.log10(4 / (a + m) ** 2)])
+    assert cm.mean_image_psnr(x, np.full((4, 4, 1), m)) == pytest.approx(expected)
+    # a perfect reconstruction keeps the spread of X
+    assert cm.collapse_metrics(x, x + 0.0)["spread_x_hat"] == pytest.approx(a)
+    with pytest.raises(ValueError, match="mean_image must have shape"):
+        cm.mean_image_psnr(x, np.zeros((3, 3, 1)))
+    with pytest.raises(ValueError, match="non-empty"):
+        cm.pixel_spread(np.zeros((0, 4, 4, 1)))
+
+
 # ----------------------------------------------------------------------------- nearest subspace
 
 

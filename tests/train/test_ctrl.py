@@ -134,6 +134,77 @@ def test_sample_wise_term_is_reduced_by_both_players():
     assert d_dec < d0  # the decoder moves the re-encodings towards the encodings
 
 
+def _leaves_close(a, b):
+    return all(
+        np.allclose(x, y, rtol=1e-6, atol=1e-8)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+def test_decoder_only_terms_are_invisible_to_the_encoder():
+    # pair_players='decoder' and code_lam: the encoder's step is the reference encoder step
+    g = _game()
+    frozen = optim.make_optimizer(g.config.optim, 0.0)
+    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+
+    def enc_step(**kw):
+        step = ctrl.make_train_step(
+            g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info, **kw
+        )
+        return jax.jit(step)(g.state, batch)[0].enc_params
+
+    reference = enc_step(pair_lam=0.0)
+    assert _leaves_close(enc_step(pair_lam=5.0, pair_players="decoder", code_lam=7.0), reference)
+    assert not _leaves_close(enc_step(pair_lam=5.0, pair_players="both"), reference)
+    with pytest.raises(ValueError, match="pair_players"):
+        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
+                             pair_players="encoder")  # fmt: skip
+
+
+def _code_distance(g, state):
+    z, _, codes = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, g.x)
+    x_hat, _ = ctrl._run(g.decoder, state.dec_params, state.dec_state, z)
+    _, _, codes_hat = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, x_hat)
+    return float(ctrl.code_distance(codes, codes_hat)), codes
+
+
+def test_decoder_step_lowers_the_code_consistency():
+    lam = 50.0  # large enough that C dominates T in the decoder's loss
+    g = _game()
+    frozen = optim.make_optimizer(g.config.optim, 0.0)
+    step = jax.jit(
+        ctrl.make_train_step(
+            g.encoder, g.decoder, frozen, g.tx, g.objective, 1, g.info, code_lam=lam
+        )
+    )
+    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    c0, codes = _code_distance(g, g.state)
+    # one code per encoder stage, the sparse codes before BN: non-negative (nonneg CSC)
+    assert [c.shape[-1] for c in codes] == list(g.config.model.channels)
+    assert all(float(jnp.min(c)) >= 0 for c in codes)
+    state = g.state
+    for _ in range(3):
+        state, metrics = step(state, batch)
+    assert np.isclose(float(metrics["code_distance"]), _code_distance(g, state)[0], rtol=0.5)
+    assert _code_distance(g, state)[0] < c0
+    # C of identical codes is 0; each stage is relative to the real codes' mean squared norm
+    assert float(ctrl.code_distance(codes, codes)) == 0.0
+    doubled = float(ctrl.code_distance(codes, [2 * c for c in codes]))
+    assert doubled == pytest.approx(len(codes) * g.x.shape[0], rel=1e-5)
+
+
+def test_encoder_learning_rate_scale():
+    config = load_config("ctrl_digits_csc")
+    config.ctrl.enc_lr_scale = 0.25
+    info = ctrl.validate_config(config)
+    _, tx_enc, tx_dec = runs.ctrl.make_optimizers(config, info)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.asarray([1.0, -2.0, 3.0])}
+    up_enc, _ = tx_enc.update(grads, tx_enc.init(params), params)
+    up_dec, _ = tx_dec.update(grads, tx_dec.init(params), params)
+    np.testing.assert_allclose(up_enc["w"], 0.25 * up_dec["w"], rtol=1e-6)
+
+
 def test_ctrl_resume_equals_uninterrupted(tmp_path):
     config = load_config("ctrl_digits_csc", "smoke")
     config.num_train_steps = 4
@@ -163,6 +234,9 @@ def test_ctrl_resume_equals_uninterrupted(tmp_path):
         ("ctrl", "eps_sq", 0.0),
         ("ctrl", "n_inner", 0),
         ("ctrl", "pair_lam", -1.0),
+        ("ctrl", "pair_players", "encoder"),
+        ("ctrl", "code_lam", -1.0),
+        ("ctrl", "enc_lr_scale", 0.0),
         ("model", "name", "vae"),
         ("optim", "lr", -1.0),
     ],
@@ -189,9 +263,43 @@ def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path, fashion_mnist_d
     assert info.image_shape == (28, 28, 1) and int(state.step) == 2
 
 
+def test_unsupervised_objective_needs_both_players_on_its_sample_wise_term(tmp_path):
+    config = load_config("ctrl_digits_csc", "smoke")
+    config.ctrl.objective = "unsupervised"
+    config.ctrl.pair_lam = 1.0
+    config.ctrl.pair_players = "decoder"
+    with pytest.raises(ValueError, match=r"config\.ctrl\.pair_players must be 'both'"):
+        ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+
+
 def test_unsupervised_objective_needs_its_sample_wise_weight(tmp_path):
     config = load_config("ctrl_digits_csc", "smoke")
     config.ctrl.objective = "unsupervised"
     config.ctrl.pair_lam = 0.0
     with pytest.raises(ValueError, match=r"config\.ctrl\.pair_lam must be > 0"):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["csc", "dcgan"])
+def test_reference_recipe_configs_are_the_reference_recipe(model):
+    config = load_config(f"ctrl_fashion_mnist_reference_{model}", None)
+    assert config.model.name == model and tuple(config.model.channels) == (64, 128, 256)
+    assert config.data.image_size == 32 and config.batch_size == 2048
+    assert config.num_train_steps == 4500 and config.optim.lr == 1.5e-4
+    assert (config.optim.b1, config.optim.b2, config.optim.schedule) == (0.5, 0.999, "linear")
+    c = config.ctrl
+    assert (c.objective, c.pair_lam, c.code_lam, c.enc_lr_scale) == ("multiclass", 0.0, 0.0, 1.0)
+    config.data.validation_size = 8  # the mock data set has 48 examples
+    with tfds.testing.mock_data(num_examples=48):
+        info = ctrl.validate_config(config)
+    assert info.image_shape == (32, 32, 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["ctrl_digits_csc", "ctrl_fashion_mnist_csc", "ctrl_fashion_mnist_dcgan"]
+)
+def test_small_batch_configs_use_the_small_batch_recipe(name):
+    config = load_config(name, None)
+    c = config.ctrl
+    assert config.batch_size <= 512 and c.objective == "multiclass"
+    assert c.code_lam > 0 and c.enc_lr_scale < 1 and c.pair_lam == 0

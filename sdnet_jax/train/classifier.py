@@ -10,7 +10,10 @@ in the papers' recipes), then the projection of every CSC dictionary onto unit-n
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax
@@ -22,7 +25,7 @@ import numpy as np
 import optax
 
 from sdnet_jax import models, ops
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, on_device
 from sdnet_jax.train import checkpoint, loop, optim, parallel
 from sdnet_jax.viz import atom_grid
 
@@ -132,9 +135,62 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
         d.augment in input_pipeline.AUGMENTATIONS,
         f"config.data.augment must be one of {input_pipeline.AUGMENTATIONS}.",
     )
+    _check(
+        d.get("pipeline", "auto") in on_device.PIPELINES,
+        f"config.data.pipeline must be one of {on_device.PIPELINES}, got {d.get('pipeline')!r}.",
+    )
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
     return input_pipeline.get_info(d.name, **data_source(d))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingInput:
+    """The training input of a job, for :class:`loop.Task`: ``train_batches`` and, on the device
+    path, ``train_arrays`` (``None`` on the host path); ``pipeline`` is the path taken."""
+
+    pipeline: str
+    train_batches: Callable[[int], Iterator[dict[str, np.ndarray]]]
+    train_arrays: on_device.TrainArrays | None
+
+
+def training_input(config: Any, info: input_pipeline.DatasetInfo, workdir: str) -> TrainingInput:
+    """The training input of ``config`` (``data``, ``batch_size``, ``seed``): on the devices or
+    through the host pipeline, as ``config.data.pipeline`` (``'auto'`` | ``'device'`` |
+    ``'host'``; absent in configs saved before it existed: ``'auto'``) chooses
+    (:func:`on_device.choose`). The device path decodes the training split once and caches it
+    next to the TFDS data when that folder is writable, else in ``workdir/data_cache``."""
+    data = config.data
+    source = data_source(data)
+    pipeline = on_device.choose(data.get("pipeline", "auto"), info, augment=data.augment)
+    if pipeline == "host":
+
+        def host_batches(start_step: int):
+            return input_pipeline.train_iterator(
+                data.name,
+                global_batch_size=config.batch_size,
+                seed=config.seed,
+                augment=data.augment,
+                start_step=start_step,
+                **source,
+            )
+
+        return TrainingInput(pipeline, host_batches, None)
+    cache_dir = on_device.default_cache_dir(data.name, source["data_dir"])
+    if cache_dir is None and not data.name.startswith("digits"):
+        cache_dir = os.path.join(os.path.abspath(workdir), "data_cache")
+    arrays = on_device.train_arrays(
+        data.name, seed=config.seed, augment=data.augment, cache_dir=cache_dir, **source
+    )
+    num_examples = len(arrays.arrays["label"])
+
+    def feeds(start_step: int):
+        return on_device.feed_iterator(
+            num_examples, global_batch_size=config.batch_size, seed=config.seed,
+            start_step=start_step,
+        )  # fmt: skip
+
+    return TrainingInput(pipeline, feeds, arrays)
 
 
 def num_train_steps(config: Any, info: input_pipeline.DatasetInfo) -> int:
@@ -301,16 +357,7 @@ def train_and_evaluate(
     learning_rate, tx = make_optimizer(config, info)
     data = config.data
     eval_step = jax.jit(make_eval_step(model))
-
-    def train_batches(start_step: int):
-        return input_pipeline.train_iterator(
-            data.name,
-            global_batch_size=config.batch_size,
-            seed=config.seed,
-            augment=data.augment,
-            start_step=start_step,
-            **data_source(data),
-        )
+    train_input = training_input(config, info, workdir)
 
     def evaluate(state: TrainState, split: str) -> dict[str, float]:
         batches = input_pipeline.eval_iterator(
@@ -322,7 +369,8 @@ def train_and_evaluate(
     task = loop.Task(
         init_state=make_init_state(model, tx, info.image_shape),
         train_step=make_train_step(model, tx),
-        train_batches=train_batches,
+        train_batches=train_input.train_batches,
+        train_arrays=train_input.train_arrays,
         evaluate=evaluate,
         num_train_steps=total,
         examples_per_step=config.batch_size,

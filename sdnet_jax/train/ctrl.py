@@ -430,14 +430,7 @@ def train_and_evaluate(
     total = classifier.num_train_steps(config, info)
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     objective = objective_fn(config, info.num_classes)
-    data = config.data
-
-    def train_batches(start_step: int):
-        return input_pipeline.train_iterator(
-            data.name, global_batch_size=config.batch_size, seed=config.seed,
-            augment=data.augment, start_step=start_step, **classifier.data_source(data),
-        )  # fmt: skip
-
+    train_input = classifier.training_input(config, info, workdir)  # on device when it fits
     has_validation = info.num_validation > 0
     task = loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
@@ -451,7 +444,8 @@ def train_and_evaluate(
             info,
             pair_lam=config.ctrl.pair_lam,
         ),
-        train_batches=train_batches,
+        train_batches=train_input.train_batches,
+        train_arrays=train_input.train_arrays,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),
         num_train_steps=total,
         examples_per_step=config.batch_size,

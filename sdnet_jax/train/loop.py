@@ -7,6 +7,13 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 * The state is initialised by a jitted ``init_state`` with replicated ``out_shardings`` (from
   ``jax.eval_shape``) or, when ``checkpoints/`` has one, restored from the latest checkpoint.
 * ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
+* Input. The host batches come from a background thread (:class:`parallel.Prefetcher`) that reads
+  them and transfers them to the devices ``PREFETCH`` steps ahead, so the loop only dispatches.
+  With ``Task.train_arrays`` (small data sets, :mod:`sdnet_jax.data.on_device`) the training split
+  is placed on the devices once, sharded over ``'data'``; the host then feeds only per-example
+  records (row index, step, position) and the jitted step gathers and augments its batch itself.
+  Nothing in the step path waits on the devices: no ``device_get``, ``block_until_ready`` or
+  host collective per step.
 * Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
   the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
   restart with the same ``workdir`` resumes from the newest readable checkpoint and, since the input
@@ -36,6 +43,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from sdnet_jax.data import on_device
 from sdnet_jax.errors import NonFiniteError
 from sdnet_jax.train import checkpoint, metrics, parallel
 
@@ -52,7 +60,8 @@ class Task:
       train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here). The metrics
         are scalars and include the loss(es) and gradient norm(s): all of them are checked for
         finiteness.
-      train_batches: ``start_step -> iterator`` over this process's slices of the global batches.
+      train_batches: ``start_step -> iterator`` over this process's slices of the global batches
+        (with ``train_arrays``: of the per-step feeds that ``train_arrays.make_batch`` reads).
       evaluate: ``(state, split) -> {name: float}`` for ``'validation'`` / ``'test'``.
       num_train_steps: total steps.
       examples_per_step: global batch size (for throughput).
@@ -60,6 +69,9 @@ class Task:
       eval_splits: splits evaluated at the end; the first one is also evaluated periodically.
       summaries: optional ``state -> {name: HWC image in [0, 1]}`` written at each evaluation.
       learning_rate: optional ``step -> lr`` for logging.
+      train_arrays: optional training split to hold on the devices; then the batch given to
+        ``train_step`` is ``train_arrays.make_batch(arrays, feed)``, computed inside the jitted
+        step from the device arrays and the feed of ``train_batches``.
     """
 
     init_state: Callable[[jax.Array], State]
@@ -72,9 +84,11 @@ class Task:
     eval_splits: tuple[str, ...] = ("validation", "test")
     summaries: Callable[[State], dict[str, np.ndarray]] | None = None
     learning_rate: Callable[[int], Any] | None = None
+    train_arrays: on_device.TrainArrays | None = None
 
 
 FINITE = "finite"  # the metric the guarded step adds: 1 when every other metric is finite
+PREFETCH = 2  # batches (or feeds) read and transferred ahead of the step that uses them
 
 
 class _StopSignal:
@@ -157,22 +171,26 @@ def run(
         state = restored[1]
     start_step = int(jax.device_get(state.step))
     total = task.num_train_steps
+    device_arrays = {}
+    if task.train_arrays is not None:
+        device_arrays = {
+            k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()
+        }
     train_step = jax.jit(
-        _guarded(task.train_step),
-        in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
+        _with_input(_guarded(task.train_step), task.train_arrays, mesh),
+        in_shardings=(state_sharding, parallel.batch_sharded(mesh), parallel.batch_sharded(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)),
         donate_argnums=(0,),
     )
-    batches = task.train_batches(start_step)
+    batches = parallel.Prefetcher(task.train_batches(start_step), mesh, size=PREFETCH)
     throughput = metrics.Throughput(start_step, total, task.examples_per_step)
     pending: list[dict[str, jax.Array]] = []  # on device, fetched at the log cadence
     fetched: list[dict[str, np.ndarray]] = []  # on host, averaged into the next log line
     step = start_step
     interrupted = False
-    with _StopSignal() as stop:
+    with _StopSignal() as stop, batches:
         while step < total:
-            batch = parallel.shard_batch(next(batches), mesh)
-            state, step_metrics = train_step(state, batch)
+            state, step_metrics = train_step(state, device_arrays, next(batches))
             pending.append(step_metrics)
             step += 1
             at_log = step % log_every_steps == 0 or step == total
@@ -204,6 +222,7 @@ def run(
             if stopping:
                 interrupted = step < total
                 break
+    del device_arrays  # frees the devices' copy of the training split before evaluating
     if interrupted:
         checkpoint.save(manager, step, state)
         manager.wait_until_finished()
@@ -249,6 +268,21 @@ def _guarded(train_step):
         return state, {**values, FINITE: finite}
 
     return guarded
+
+
+def _with_input(train_step, train_arrays: on_device.TrainArrays | None, mesh):
+    """``(state, arrays, feed) -> train_step(state, batch)``: the batch is the feed itself (host
+    pipeline) or, with ``train_arrays``, gathered and augmented from the device arrays here,
+    inside the jitted step, and constrained to the batch sharding."""
+
+    def step(state, arrays, feed):
+        if train_arrays is None:
+            return train_step(state, feed)
+        batch = train_arrays.make_batch(arrays, feed)
+        batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharded(mesh))
+        return train_step(state, batch)
+
+    return step
 
 
 def _fetch_finite(pending: list[dict[str, jax.Array]], step: int) -> dict[str, np.ndarray]:

@@ -10,11 +10,12 @@ split fits in memory (digits, Fashion-MNIST, CIFAR-10/100, STL-10, CelebA-64, ..
    (:func:`load_train_arrays`), so a second run loads them in a second;
 2. lets the training loop place them on the devices, sharded over the ``'data'`` mesh axis
    (:class:`TrainArrays`; the leading axis is padded to a multiple of the device count);
-3. feeds each step only a tiny per-example record from the host (:func:`feed_iterator`):
-   ``index`` (the row of the example), ``step`` and ``position`` (its place in the global batch);
-4. gathers the rows and augments them **inside the jitted step** (:func:`make_batch_fn`), with a
-   per-example key derived from ``(seed, step, position)``, and normalises them as the host
-   pipeline does (``(x / 255 - mean) / std``).
+3. feeds the step only the row indices of its examples, computed on the host
+   (:func:`feed_iterator`) for :data:`STEPS_PER_FEED` steps at a time and transferred ahead, so
+   most steps transfer nothing at all: the step picks its row of the feed from ``state.step``;
+4. gathers the rows and augments them **inside the jitted step** (:func:`make_batch_fn`), with
+   random numbers derived from ``(seed, step, position)`` (:func:`example_bits`), and normalises
+   them as the host pipeline does (``(x / 255 - mean) / std``).
 
 The contract of the host pipeline is kept: the examples of step ``s`` follow the same seeded
 epoch permutations (:func:`input_pipeline.stream_order`), and their augmentation depends only on
@@ -55,6 +56,7 @@ PIPELINES = ("auto", "device", "host")
 # 'auto' puts a training split on the devices when its decoded uint8 array takes at most this.
 DEVICE_BYTES_LIMIT = 4 * 2**30
 CACHE_FORMAT = 1  # bump when the cached array's meaning changes
+STEPS_PER_FEED = 64  # steps whose row indices travel to the devices together
 _AUGMENT_TAG = 1  # the host pipeline's tag of augmentation randomness (kept for symmetry)
 
 Feed = dict[str, np.ndarray]
@@ -167,11 +169,15 @@ class TrainArrays:
 
     Attributes:
       arrays: host arrays with a common leading axis (``image`` uint8, ``label`` int32).
-      make_batch: ``(arrays, feed) -> batch``, pure, traced inside the jitted step.
+      make_batch: ``(arrays, feed, step) -> batch``, pure, traced inside the jitted step; ``feed``
+        is the one of :func:`feed_iterator` that covers ``step`` (an int32 scalar array).
+      steps_per_feed: the steps each feed covers (the loop takes a new one when
+        ``step % steps_per_feed == 0``); the feed's batch axis is its axis 1.
     """
 
     arrays: dict[str, np.ndarray]
-    make_batch: Callable[[dict[str, jax.Array], dict[str, jax.Array]], dict[str, jax.Array]]
+    make_batch: Callable[..., dict[str, jax.Array]]
+    steps_per_feed: int = STEPS_PER_FEED
 
 
 # --------------------------------------------------------------------------- per-step feeds
@@ -183,53 +189,59 @@ def feed_iterator(
     global_batch_size: int,
     seed: int,
     start_step: int = 0,
+    steps_per_feed: int = STEPS_PER_FEED,
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> Iterator[Feed]:
-    """This process's slices of the per-step records, from ``start_step``: ``index`` (the row of
-    the example in :func:`load_train_arrays`' arrays), ``step`` and ``position`` (in the global
-    batch), all int32 of shape ``(global_batch_size // process_count,)``."""
+    """This process's slices of the feeds, from the one covering ``start_step``: feed ``c`` is
+    ``{'index': int32 (steps_per_feed, global_batch_size // process_count)}``, row ``k`` the rows
+    (in :func:`load_train_arrays`' arrays) of this process's positions of step
+    ``c * steps_per_feed + k`` (the host pipeline's order, :func:`input_pipeline.stream_order`)."""
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     if num_examples < 1:
         raise ValueError("the training split is empty")
+    if steps_per_feed < 1:
+        raise ValueError(f"steps_per_feed must be >= 1, got {steps_per_feed}")
     lo, hi = ip._process_slice(global_batch_size, process_index, process_count)
     seed = int(seed) % 2**64
     positions = np.arange(lo, hi)
-    position32 = positions.astype(np.int32)
-    for step in itertools.count(start_step):
-        order = ip.stream_order(seed, step, positions, global_batch_size, num_examples)
-        yield {
-            "index": order.astype(np.int32),
-            "step": np.full(len(positions), step, np.int32),
-            "position": position32,
-        }
+    for first in itertools.count(start_step - start_step % steps_per_feed, steps_per_feed):
+        steps = first + np.arange(steps_per_feed)
+        stream = (steps[:, None] * global_batch_size + positions[None, :]).ravel()
+        order = ip.stream_order(seed, 0, stream, global_batch_size, num_examples)
+        yield {"index": order.reshape(steps_per_feed, len(positions)).astype(np.int32)}
 
 
 # --------------------------------------------------------------------------- in the step
 
 
-def example_keys(seed: int, steps: jax.Array, positions: jax.Array) -> jax.Array:
-    """One key per example: ``fold_in(fold_in(key(seed), step), position)`` (seed taken modulo
-    2**64, folded in as two 32-bit words)."""
+def example_bits(seed: int, step: jax.Array, batch_size: int, words: int = 4) -> jax.Array:
+    """``(batch_size, words)`` uint32 random words; row ``j`` is the randomness of position ``j``
+    of step ``step``: ``bits(fold_in(key(seed), step), (batch_size, words))`` (one threefry call
+    per step; its counters make row ``j`` a function of ``(seed, step, j)`` for the run's fixed
+    global batch). The seed is taken modulo 2**64 and folded in as two 32-bit words."""
     seed = int(seed) % 2**64
     base = jax.random.fold_in(jax.random.key(seed % 2**32), seed >> 32)
     base = jax.random.fold_in(base, _AUGMENT_TAG)
-    return jax.vmap(lambda s, p: jax.random.fold_in(jax.random.fold_in(base, s), p))(
-        steps, positions
-    )
+    return jax.random.bits(jax.random.fold_in(base, step), (batch_size, words), jnp.uint32)
 
 
-def pad_crop_flip(image: jax.Array, key: jax.Array, *, pad: int = 4) -> jax.Array:
+def example_keys(bits: jax.Array) -> jax.Array:
+    """One threefry key per row of :func:`example_bits` (its first two words)."""
+    return jax.random.wrap_key_data(bits[:, :2], impl="threefry2x32")
+
+
+def pad_crop_flip(image: jax.Array, bits: jax.Array, *, pad: int = 4) -> jax.Array:
     """One ``(H, W, C)`` image: zero-pad ``pad``, crop a window of the original size at offsets
-    uniform in ``[0, 2 * pad]``, flip horizontally with probability 1/2."""
+    uniform in ``[0, 2 * pad]``, flip horizontally with probability 1/2; ``bits``: 3 uint32
+    random words (top, left, flip)."""
     height, width, channels = image.shape
-    k_top, k_left, k_flip = jax.random.split(key, 3)
+    top = (bits[0] % (2 * pad + 1)).astype(jnp.int32)
+    left = (bits[1] % (2 * pad + 1)).astype(jnp.int32)
     padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-    top = jax.random.randint(k_top, (), 0, 2 * pad + 1)
-    left = jax.random.randint(k_left, (), 0, 2 * pad + 1)
     out = jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
-    return jnp.where(jax.random.bernoulli(k_flip), out[:, ::-1], out)
+    return jnp.where(bits[2] & 1, out[:, ::-1], out)
 
 
 def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
@@ -294,36 +306,46 @@ def random_resized_crop_flip(
     return jnp.where(jax.random.bernoulli(k_flip), out[:, ::-1], out)
 
 
-def augment_images(images: jax.Array, keys: jax.Array, augment: str) -> jax.Array:
-    """A batch ``(B, H, W, C)`` of uint8 images augmented per example (one key each); float32
-    values on the [0, 255] scale, same shape."""
+def augment_images(images: jax.Array, bits: jax.Array, augment: str) -> jax.Array:
+    """A batch ``(B, H, W, C)`` of uint8 images augmented per example (``bits``: its
+    :func:`example_bits`); float32 values on the [0, 255] scale, same shape."""
     if augment == "none":
         return images.astype(jnp.float32)
     if augment in ("cifar", "flip_crop"):
-        return jax.vmap(pad_crop_flip)(images, keys).astype(jnp.float32)
+        return jax.vmap(pad_crop_flip)(images, bits).astype(jnp.float32)
     if augment == "imagenet":
         size = images.shape[1:3]
-        return jax.vmap(lambda x, k: random_resized_crop_flip(x, k, size=size))(images, keys)
+        fn = lambda x, k: random_resized_crop_flip(x, k, size=size)
+        return jax.vmap(fn)(images, example_keys(bits))
     raise ValueError(f"unknown augment {augment!r}; one of {ip.AUGMENTATIONS}")
 
 
 def make_batch_fn(
-    *, seed: int, augment: str, mean: tuple[float, ...], std: tuple[float, ...]
-) -> Callable[[dict[str, jax.Array], dict[str, jax.Array]], dict[str, jax.Array]]:
-    """``(arrays, feed) -> {'image': float32 normalised, 'label': int32}``: gathers the rows
-    ``feed['index']`` of the device arrays, augments them with :func:`example_keys` and
-    normalises as :func:`sdnet_jax.data.augment.normalize`. Pure; meant to run inside ``jit``."""
+    *,
+    seed: int,
+    augment: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    steps_per_feed: int = STEPS_PER_FEED,
+) -> Callable[..., dict[str, jax.Array]]:
+    """``(arrays, feed, step) -> {'image': float32 normalised, 'label': int32}``: gathers the
+    rows ``feed['index'][step % steps_per_feed]`` of the device arrays, augments them with
+    :func:`example_bits` of ``step`` and normalises as :func:`sdnet_jax.data.augment.normalize`.
+    Pure; meant to run inside ``jit``."""
     if augment not in ip.AUGMENTATIONS:
         raise ValueError(f"unknown augment {augment!r}; one of {ip.AUGMENTATIONS}")
     mean_arr = np.asarray(mean, np.float32)
     std_arr = np.asarray(std, np.float32)
 
-    def make_batch(arrays, feed):
-        index = feed["index"]
+    def make_batch(arrays, feed, step):
+        step = jnp.asarray(step, jnp.int32)
+        index = jax.lax.dynamic_index_in_dim(
+            feed["index"], step % steps_per_feed, axis=0, keepdims=False
+        )
         images = jnp.take(arrays["image"], index, axis=0)
         labels = jnp.take(arrays["label"], index, axis=0)
-        keys = example_keys(seed, feed["step"], feed["position"])
-        images = augment_images(images, keys, augment)
+        bits = example_bits(seed, step, index.shape[0])
+        images = augment_images(images, bits, augment)
         images = (images / np.float32(255.0) - mean_arr) / std_arr
         return {"image": images, "label": labels}
 

@@ -187,7 +187,7 @@ def training_input(config: Any, info: input_pipeline.DatasetInfo, workdir: str) 
     def feeds(start_step: int):
         return on_device.feed_iterator(
             num_examples, global_batch_size=config.batch_size, seed=config.seed,
-            start_step=start_step,
+            start_step=start_step, steps_per_feed=arrays.steps_per_feed,
         )  # fmt: skip
 
     return TrainingInput(pipeline, feeds, arrays)

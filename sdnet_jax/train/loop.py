@@ -10,17 +10,19 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 * Input. The host batches come from a background thread (:class:`parallel.Prefetcher`) that reads
   them and transfers them to the devices ``PREFETCH`` steps ahead, so the loop only dispatches.
   With ``Task.train_arrays`` (small data sets, :mod:`sdnet_jax.data.on_device`) the training split
-  is placed on the devices once, sharded over ``'data'``; the host then feeds only per-example
-  records (row index, step, position) and the jitted step gathers and augments its batch itself.
+  is placed on the devices once, sharded over ``'data'``; the host then feeds only the row
+  indices of the examples, for ``steps_per_feed`` steps at a time, and the jitted step gathers
+  and augments its batch itself (most steps transfer nothing).
   Nothing in the step path waits on the devices: no ``device_get``, ``block_until_ready`` or
   host collective per step.
 * Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
   the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
   restart with the same ``workdir`` resumes from the newest readable checkpoint and, since the input
   pipeline is a function of (seed, step), continues exactly as an uninterrupted run would.
-* Non-finite guard: the jitted step also reports whether every metric it returns (the tasks return
-  their loss(es) and gradient norm(s)) is finite. The metrics stay on device until the log cadence —
-  or a checkpoint, an evaluation or a stop, which fetch them first — so no step waits on the host.
+* Metrics and the non-finite guard: the jitted step adds its metrics (the tasks return their
+  loss(es) and gradient norm(s)) to an accumulator on device (sums, a count, and the first step
+  whose metrics were not all finite). It stays on device until the log cadence — or a
+  checkpoint, an evaluation or a stop, which fetch it first — so no step waits on the host.
   The first non-finite step raises :class:`~sdnet_jax.errors.NonFiniteError` naming it; nothing is
   saved after the last finite step, so the latest checkpoint stays good.
 * Multi-process: SIGTERM on any host stops all of them at the same step; the hosts agree on it at
@@ -42,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from sdnet_jax.data import on_device
 from sdnet_jax.errors import NonFiniteError
@@ -87,8 +90,7 @@ class Task:
     train_arrays: on_device.TrainArrays | None = None
 
 
-FINITE = "finite"  # the metric the guarded step adds: 1 when every other metric is finite
-PREFETCH = 2  # batches (or feeds) read and transferred ahead of the step that uses them
+PREFETCH = 2  # batches (or feeds) read and transferred ahead of the steps that use them
 
 
 class _StopSignal:
@@ -176,22 +178,37 @@ def run(
         device_arrays = {
             k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()
         }
+    # a host batch is sharded along its leading axis, a feed of row indices along its axis 1
+    feed_sharding = parallel.batch_sharded(mesh)
+    steps_per_feed = 1
+    if task.train_arrays is not None:
+        feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
+        steps_per_feed = task.train_arrays.steps_per_feed
+    step_fn = _with_input(task.train_step, task.train_arrays, mesh)
+    replicated = parallel.replicated(mesh)
     train_step = jax.jit(
-        _with_input(_guarded(task.train_step), task.train_arrays, mesh),
-        in_shardings=(state_sharding, parallel.batch_sharded(mesh), parallel.batch_sharded(mesh)),
-        out_shardings=(state_sharding, parallel.replicated(mesh)),
-        donate_argnums=(0,),
+        _accumulating(step_fn),
+        in_shardings=(state_sharding, replicated, parallel.batch_sharded(mesh), feed_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0, 1),
     )
-    batches = parallel.Prefetcher(task.train_batches(start_step), mesh, size=PREFETCH)
+    batches = parallel.Prefetcher(
+        task.train_batches(start_step), mesh, size=PREFETCH, sharding=feed_sharding
+    )
+    feed = None
     throughput = metrics.Throughput(start_step, total, task.examples_per_step)
-    pending: list[dict[str, jax.Array]] = []  # on device, fetched at the log cadence
-    fetched: list[dict[str, np.ndarray]] = []  # on host, averaged into the next log line
+    acc = new_acc = None  # the metrics accumulated on device since the last log line
     step = start_step
     interrupted = False
     with _StopSignal() as stop, batches:
         while step < total:
-            state, step_metrics = train_step(state, device_arrays, next(batches))
-            pending.append(step_metrics)
+            if feed is None or step % steps_per_feed == 0:
+                feed = next(batches)
+            if acc is None:  # the metrics' names, from the first batch's shapes
+                new_acc = _accumulator(jax.eval_shape(step_fn, shapes, device_arrays, feed)[1])
+                new_acc = jax.jit(new_acc, out_shardings=replicated)
+                acc = new_acc()
+            state, acc = train_step(state, acc, device_arrays, feed)
             step += 1
             at_log = step % log_every_steps == 0 or step == total
             at_eval = bool(eval_every_steps) and step % eval_every_steps == 0 and step < total
@@ -201,16 +218,13 @@ def run(
             )
             if at_log or at_checkpoint or stopping:
                 try:
-                    fetched.append(_fetch_finite(pending, step))
+                    scalars = _fetch_metrics(acc)
                 except NonFiniteError as err:
                     manager.wait_until_finished()  # the last good checkpoint is complete
                     writer.close()
                     raise NonFiniteError(f"{err} {_after_divergence(manager)}") from None
-                pending = []
             if at_log:
-                scalars = {k: float(np.mean(np.concatenate([f[k] for f in fetched])))
-                           for k in fetched[0]}  # fmt: skip
-                fetched = []
+                acc = new_acc()
                 scalars.update(throughput(step))
                 if task.learning_rate is not None:
                     scalars["learning_rate"] = task.learning_rate(step - 1)
@@ -259,15 +273,41 @@ def run_with_config(
     )
 
 
-def _guarded(train_step):
-    """``train_step`` that also returns ``FINITE``: whether every metric it returns is finite."""
+def _accumulator(metric_shapes: dict[str, Any]):
+    """``() -> acc``: the empty on-device accumulator of metrics named as ``metric_shapes``:
+    ``sum`` (float32 per metric), ``count``, ``first_bad`` (the first step whose metrics were not
+    all finite, -1 if none) and ``bad`` (which metrics were not finite at that step)."""
+    names = sorted(metric_shapes)
 
-    def guarded(state, batch):
-        state, values = train_step(state, batch)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values.values()]))
-        return state, {**values, FINITE: finite}
+    def new():
+        return {
+            "sum": {k: jnp.zeros((), jnp.float32) for k in names},
+            "count": jnp.zeros((), jnp.int32),
+            "first_bad": jnp.full((), -1, jnp.int32),
+            "bad": {k: jnp.zeros((), bool) for k in names},
+        }
 
-    return guarded
+    return new
+
+
+def _accumulating(step_fn):
+    """``(state, acc, arrays, feed) -> (state, acc)``: one step of ``step_fn`` whose metrics are
+    added to the accumulator (:func:`_accumulator`) on device, with the non-finite guard: whether
+    every metric the step returns is finite, and the first step where one was not."""
+
+    def step(state, acc, arrays, feed):
+        number = jnp.asarray(state.step, jnp.int32) + 1
+        state, values = step_fn(state, arrays, feed)
+        finite = {k: jnp.all(jnp.isfinite(v)) for k, v in values.items()}
+        first = (acc["first_bad"] < 0) & ~jnp.all(jnp.stack(list(finite.values())))
+        return state, {
+            "sum": {k: acc["sum"][k] + jnp.mean(v).astype(jnp.float32) for k, v in values.items()},
+            "count": acc["count"] + 1,
+            "first_bad": jnp.where(first, number, acc["first_bad"]),
+            "bad": {k: jnp.where(first, ~finite[k], acc["bad"][k]) for k in values},
+        }
+
+    return step
 
 
 def _with_input(train_step, train_arrays: on_device.TrainArrays | None, mesh):
@@ -278,24 +318,22 @@ def _with_input(train_step, train_arrays: on_device.TrainArrays | None, mesh):
     def step(state, arrays, feed):
         if train_arrays is None:
             return train_step(state, feed)
-        batch = train_arrays.make_batch(arrays, feed)
+        batch = train_arrays.make_batch(arrays, feed, state.step)
         batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharded(mesh))
         return train_step(state, batch)
 
     return step
 
 
-def _fetch_finite(pending: list[dict[str, jax.Array]], step: int) -> dict[str, np.ndarray]:
-    """The pending steps' metrics on the host (one transfer), ``FINITE`` removed; raises
-    :class:`NonFiniteError` naming the first step (of those ending at ``step``) that was not."""
-    values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
-    finite = values.pop(FINITE)
-    if not finite.all():
-        index = int(np.argmin(finite))
-        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v[index])))
-        first = step - len(pending) + index + 1
-        raise NonFiniteError(f"{', '.join(bad)} not finite at step {first}.")
-    return values
+def _fetch_metrics(acc: dict[str, Any]) -> dict[str, float]:
+    """The accumulated metrics' means on the host (one small transfer); raises
+    :class:`NonFiniteError` naming the first step whose metrics were not all finite."""
+    values = jax.device_get(acc)
+    if int(values["first_bad"]) >= 0:
+        bad = sorted(k for k, v in values["bad"].items() if v)
+        raise NonFiniteError(f"{', '.join(bad)} not finite at step {int(values['first_bad'])}.")
+    count = max(int(values["count"]), 1)
+    return {k: float(v) / count for k, v in values["sum"].items()}
 
 
 def _after_divergence(manager) -> str:

@@ -52,9 +52,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's slice of a batch -> global arrays sharded over ``'data'``."""
-    sharding = batch_sharded(mesh)
+def shard_batch(
+    batch: dict[str, np.ndarray], mesh: Mesh, sharding: NamedSharding | None = None
+) -> dict[str, jax.Array]:
+    """This process's slice of a batch -> global arrays sharded over ``'data'`` (along the
+    leading axis, or as ``sharding`` says)."""
+    sharding = batch_sharded(mesh) if sharding is None else sharding
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
@@ -71,7 +74,7 @@ def shard_rows(array: np.ndarray, mesh: Mesh) -> jax.Array:
 
 
 class Prefetcher:
-    """Iterates over ``shard_batch(b, mesh)`` for the batches ``b`` of ``batches``, produced by a
+    """Iterates over ``shard_batch(b, mesh, sharding)`` for the batches ``b`` of ``batches``, by a
     background thread up to ``size`` batches ahead: reading, decoding and the host-to-device
     transfer of the next batches overlap the current step, and the loop only takes a ready batch
     from a queue. An exception of the producer is raised by ``next``. Call :meth:`close` (or use
@@ -79,13 +82,19 @@ class Prefetcher:
 
     _DONE = object()
 
-    def __init__(self, batches: Iterator[dict[str, np.ndarray]], mesh: Mesh, size: int = 2):
+    def __init__(
+        self,
+        batches: Iterator[dict[str, np.ndarray]],
+        mesh: Mesh,
+        size: int = 2,
+        sharding: NamedSharding | None = None,
+    ):
         if size < 1:
             raise ValueError(f"prefetch size must be >= 1, got {size}")
         self._queue: queue.Queue = queue.Queue(maxsize=size)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._produce, args=(batches, mesh), name="prefetch", daemon=True
+            target=self._produce, args=(batches, mesh, sharding), name="prefetch", daemon=True
         )
         self._thread.start()
 
@@ -98,10 +107,10 @@ class Prefetcher:
                 continue
         return False
 
-    def _produce(self, batches, mesh) -> None:
+    def _produce(self, batches, mesh, sharding) -> None:
         try:
             for batch in batches:
-                if not self._put(shard_batch(batch, mesh)):
+                if not self._put(shard_batch(batch, mesh, sharding)):
                     return
             self._put(self._DONE)
         except BaseException as error:  # handed to the consumer

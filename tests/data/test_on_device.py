@@ -26,10 +26,10 @@ def _digits_arrays(augment="none", seed=3, mean=None, std=None):
         augment=augment,
         cache_dir=None,
     )
-    if mean is not None:
-        make = on_device.make_batch_fn(seed=seed, augment=augment, mean=mean, std=std)
-        arrays = on_device.TrainArrays(arrays.arrays, make)
-    return arrays
+    make = on_device.make_batch_fn(
+        seed=seed, augment=augment, mean=mean or (0.3050,), std=std or (0.3755,), steps_per_feed=4
+    )
+    return on_device.TrainArrays(arrays.arrays, make, steps_per_feed=4)
 
 
 def _batches(train_arrays, *, start_step, count, batch_size=64, seed=3):
@@ -41,13 +41,17 @@ def _batches(train_arrays, *, start_step, count, batch_size=64, seed=3):
         global_batch_size=batch_size,
         seed=seed,
         start_step=start_step,
+        steps_per_feed=4,
         process_index=0,
         process_count=1,
     )
-    return [
-        jax.tree.map(np.asarray, make(placed, parallel.shard_batch(feed, mesh)))
-        for feed in itertools.islice(feeds, count)
-    ]
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+    out, feed = [], None
+    for step in range(start_step, start_step + count):
+        if feed is None or step % 4 == 0:
+            feed = parallel.shard_batch(next(feeds), mesh, sharding)
+        out.append(jax.tree.map(np.asarray, make(placed, feed, step)))
+    return out
 
 
 def test_without_augmentation_the_device_batches_are_the_host_batches():
@@ -83,35 +87,44 @@ def test_batch_of_a_step_is_the_same_from_start_or_resumed(augment):
 def test_process_slices_of_the_feeds_concatenate_to_the_one_process_feed():
     def feeds(index, count):
         it = on_device.feed_iterator(
-            100, global_batch_size=12, seed=5, start_step=7, process_index=index,
-            process_count=count,
+            100, global_batch_size=12, seed=5, start_step=7, steps_per_feed=5,
+            process_index=index, process_count=count,
         )  # fmt: skip
         return list(itertools.islice(it, 3))
 
     whole = feeds(0, 1)
     parts = [feeds(i, 3) for i in range(3)]
-    for step, feed in enumerate(whole):
-        for key in ("index", "step", "position"):
-            joined = np.concatenate([parts[i][step][key] for i in range(3)])
-            np.testing.assert_array_equal(joined, feed[key])
-        assert (feed["step"] == 7 + step).all()
-        np.testing.assert_array_equal(feed["position"], np.arange(12))
+    for chunk, feed in enumerate(whole):
+        assert feed["index"].shape == (5, 12) and feed["index"].dtype == np.int32
+        joined = np.concatenate([parts[i][chunk]["index"] for i in range(3)], axis=1)
+        np.testing.assert_array_equal(joined, feed["index"])
 
 
-def test_feed_order_is_the_host_pipeline_order():
-    feed = next(on_device.feed_iterator(100, global_batch_size=150, seed=2, start_step=1))
+def test_feed_rows_are_the_host_pipeline_order_from_the_chunk_of_the_start_step():
+    feeds = on_device.feed_iterator(
+        100, global_batch_size=150, seed=2, start_step=7, steps_per_feed=3
+    )
+    first, second = itertools.islice(feeds, 2)
     positions = np.arange(150)
-    np.testing.assert_array_equal(feed["index"], ip.stream_order(2, 1, positions, 150, 100))
+    for row, step in enumerate(range(6, 9)):  # the chunk of steps 6-8 holds step 7
+        np.testing.assert_array_equal(
+            first["index"][row], ip.stream_order(2, step, positions, 150, 100)
+        )
+    np.testing.assert_array_equal(second["index"][0], ip.stream_order(2, 9, positions, 150, 100))
+
+
+def _bits(n, seed=0, step=4):
+    return on_device.example_bits(seed, jnp.int32(step), n)
 
 
 def _keys(n, seed=0, step=4):
-    return on_device.example_keys(seed, jnp.full((n,), step), jnp.arange(n))
+    return on_device.example_keys(_bits(n, seed, step))
 
 
 def test_pad_crop_flip_is_a_shift_of_the_padded_image_and_flips_half():
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, size=(256, 6, 5, 2), dtype=np.uint8)  # no zero pixel
-    out = np.asarray(jax.jit(jax.vmap(on_device.pad_crop_flip))(images, _keys(256)))
+    out = np.asarray(jax.jit(jax.vmap(on_device.pad_crop_flip))(images, _bits(256)))
     assert out.shape == images.shape and out.dtype == np.uint8
     flips, shifts = 0, set()
     for image, got in zip(images, out, strict=True):
@@ -154,19 +167,15 @@ def test_random_resized_crop_keeps_shape_and_range_and_a_full_crop_is_the_image(
         assert ok
 
 
-def test_augmentation_depends_on_seed_step_and_position_only():
-    images = np.tile(np.arange(64, dtype=np.uint8).reshape(1, 8, 8, 1), (4, 1, 1, 1))
-    augment = jax.jit(lambda x, k: on_device.augment_images(x, k, "cifar"))
-    keys = on_device.example_keys(0, jnp.array([4, 4, 4, 5]), jnp.array([0, 1, 0, 0]))
-    out = np.asarray(augment(images, keys))
-    np.testing.assert_array_equal(out[0], out[2])  # same (seed, step, position)
-    again = np.asarray(
-        augment(images[:1], on_device.example_keys(0, jnp.array([4]), jnp.array([0])))
-    )
-    np.testing.assert_array_equal(again[0], out[0])  # whatever else is in the batch
-    other_seed = on_device.example_keys(1, jnp.array([4]), jnp.array([0]))
-    keys_data = jax.random.key_data
-    assert not np.array_equal(keys_data(other_seed)[0], keys_data(keys)[0])
+def test_random_words_depend_on_seed_step_and_position():
+    bits = np.asarray(jax.jit(_bits, static_argnums=(0, 1))(64, 0, 4))
+    assert bits.shape == (64, 4) and bits.dtype == np.uint32
+    assert len({tuple(row) for row in bits}) == 64  # every position its own words
+    np.testing.assert_array_equal(bits, np.asarray(_bits(64, 0, 4)))  # jit or not
+    assert not np.array_equal(bits, np.asarray(_bits(64, 1, 4)))  # seed
+    assert not np.array_equal(bits, np.asarray(_bits(64, 0, 5)))  # step
+    big_seed = np.asarray(_bits(8, 2**40 + 3, 4))
+    assert not np.array_equal(big_seed, np.asarray(_bits(8, 3, 4)))  # all 64 bits of the seed
 
 
 def test_normalisation_matches_the_host_pipeline():

@@ -39,11 +39,12 @@ from sdnet_jax.data import input_pipeline as ip
 from sdnet_jax.train import loop, parallel
 
 try:
-    from sdnet_jax.data import on_device
+    from sdnet_jax.data import grain_pipeline, on_device
 except ImportError:  # a checkout from before the device path
-    on_device = None
+    grain_pipeline = on_device = None
 
 VALIDATION = 0
+CACHE_FALLBACK = os.path.join(tempfile.gettempdir(), "sdnet_jax_loop_overhead_cache")
 
 
 @flax.struct.dataclass
@@ -111,27 +112,46 @@ def host_rows(name, data_dir, augments, batch, seconds):
                 row["device_path_host_examples_per_s"] / row["host_examples_per_s"]
             )
             row.update(device_costs(name, data_dir, augment, batch, seconds))
+        if grain_pipeline is not None and name != "digits":
+            for workers in sorted({1, 2, os.cpu_count() or 1}):
+                grain_it = grain_pipeline.train_iterator(
+                    name, data_dir=data_dir, global_batch_size=batch, seed=0, augment=augment,
+                    validation_size=VALIDATION, process_index=0, process_count=1,
+                    num_workers=workers,
+                )  # fmt: skip
+                row[f"grain_{workers}_workers_examples_per_s"] = rate(grain_it, batch, seconds)
+                del grain_it
         rows.append(row)
         print(json.dumps(row))
     return rows
 
 
+def cache_dir_of(name, data_dir):
+    """Where training caches the decoded split (the TFDS folder), else a folder of this run."""
+    if name == "digits":
+        return None
+    return on_device.default_cache_dir(name, data_dir) or CACHE_FALLBACK
+
+
 def device_costs(name, data_dir, augment, batch, seconds):
-    """One-time decode / cached-load seconds, and the in-step gather + augment examples/s."""
+    """One-time decode (when not cached yet) / cached-load seconds, and the in-step gather +
+    augment examples/s."""
     out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        cache_dir = None if name == "digits" else cache
-        kwargs = dict(data_dir=data_dir, validation_size=VALIDATION, cache_dir=cache_dir)
-        start = time.perf_counter()
-        on_device.load_train_arrays(name, **kwargs)
-        out["decode_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        on_device.load_train_arrays(name, **kwargs)
-        out["cached_load_s"] = time.perf_counter() - start
-        arrays = on_device.train_arrays(
-            name, data_dir=data_dir, validation_size=VALIDATION, image_size=None, seed=0,
-            augment=augment, cache_dir=cache_dir,
-        )  # fmt: skip
+    cache_dir = cache_dir_of(name, data_dir)
+    kwargs = dict(data_dir=data_dir, validation_size=VALIDATION, cache_dir=cache_dir)
+    cached = cache_dir is not None and os.path.exists(
+        on_device.cache_path(cache_dir, name, VALIDATION, None)
+    )
+    start = time.perf_counter()
+    on_device.load_train_arrays(name, **kwargs)
+    out["decode_s" if not cached else "cached_load_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    on_device.load_train_arrays(name, **kwargs)
+    out["cached_load_s"] = time.perf_counter() - start
+    arrays = on_device.train_arrays(
+        name, data_dir=data_dir, validation_size=VALIDATION, image_size=None, seed=0,
+        augment=augment, cache_dir=cache_dir,
+    )  # fmt: skip
     mesh = parallel.data_mesh()
     placed = {k: parallel.shard_rows(v, mesh) for k, v in arrays.arrays.items()}
     make = jax.jit(arrays.make_batch)
@@ -218,7 +238,7 @@ def loop_rows(name, data_dir, augment, batch, host_steps, device_steps, repeats)
     if on_device is not None:
         arrays = on_device.train_arrays(
             name, data_dir=data_dir, validation_size=VALIDATION, image_size=None, seed=0,
-            augment=augment, cache_dir=None,
+            augment=augment, cache_dir=cache_dir_of(name, data_dir),
         )  # fmt: skip
         placed = {k: parallel.shard_rows(v, mesh) for k, v in arrays.arrays.items()}
         feeds = on_device.feed_iterator(
@@ -300,6 +320,38 @@ def main():
             print(f"{key}: median {np.median(values):.3f}, min {min(values):.3f}, "
                   f"max {max(values):.3f}")  # fmt: skip
     write_json(args.json, result)
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """The README's tables of one run."""
+    fmt = lambda v: "–" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
+    lines = [
+        f"jax {result['jax']} on {result['platform']} ({result['devices']} device(s), "
+        f"{result['cpus']} CPUs), {result['date']}",
+        "",
+        "| data set | augment | host path examples/s | Grain, 1 worker | Grain, 2 workers | device "
+        "path host examples/s | in-step gather + augment examples/s | decode once (s) | cached "
+        "load (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["host"]:
+        grain = [r.get(f"grain_{w}_workers_examples_per_s") for w in (1, 2)]
+        cells = [r.get("host_examples_per_s"), *grain, r.get("device_path_host_examples_per_s"),
+                 r.get("in_step_gather_augment_examples_per_s"), r.get("decode_s"),
+                 r.get("cached_load_s")]  # fmt: skip
+        lines.append(f"| {r['dataset']} | {r['augment']} | " + " | ".join(map(fmt, cells)) + " |")
+    lines += [
+        "",
+        "| data set | augment | bare step/s | loop host path / bare | bare step with in-step "
+        "gather/s | loop device path / bare | loop device path / bare with gather |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["loop"]:
+        cells = [r.get(k) for k in ("bare_steps_per_s", "loop_host_ratio", "bare_gather_steps_per_s",
+                 "loop_device_ratio", "loop_device_vs_bare_gather")]  # fmt: skip
+        lines.append(f"| {r['dataset']} | {r['augment']} | " + " | ".join(map(fmt, cells)) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ Augmentations (``jax.random``, per example, vmapped):
                               already at the model's size).
 
 :func:`choose` picks the path from ``config.data.pipeline`` (``'auto'``: on device when the
-decoded training split has a fixed image size and takes at most :data:`DEVICE_BYTES_LIMIT`).
+decoded training split takes at most :data:`DEVICE_BYTES_LIMIT`, else through Grain).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import numpy as np
 from sdnet_jax.data import datasets
 from sdnet_jax.data import input_pipeline as ip
 
-PIPELINES = ("auto", "device", "host")
+PIPELINES = ("auto", "device", "host", "grain")
 # 'auto' puts a training split on the devices when its decoded uint8 array takes at most this.
 DEVICE_BYTES_LIMIT = 4 * 2**30
 CACHE_FORMAT = 1  # bump when the cached array's meaning changes
@@ -71,10 +71,11 @@ def train_bytes(info: ip.DatasetInfo) -> int:
 
 
 def choose(pipeline: str, info: ip.DatasetInfo, *, augment: str) -> str:
-    """``'device'`` or ``'host'`` for ``config.data.pipeline`` = ``pipeline``.
+    """``'device'``, ``'grain'`` or ``'host'`` for ``config.data.pipeline`` = ``pipeline``.
 
     ``'auto'`` is ``'device'`` when the decoded training split takes at most
-    :data:`DEVICE_BYTES_LIMIT` bytes, else ``'host'``. Raises ``ValueError`` naming
+    :data:`DEVICE_BYTES_LIMIT` bytes, else ``'grain'`` (:mod:`sdnet_jax.data.grain_pipeline`:
+    the host pipeline's batches made by worker processes). Raises ``ValueError`` naming
     ``config.data.pipeline`` for an unknown value, or for ``'device'`` on a data set without a
     training split.
     """
@@ -89,7 +90,7 @@ def choose(pipeline: str, info: ip.DatasetInfo, *, augment: str) -> str:
             )
         return "host"
     if pipeline == "auto":
-        return "device" if train_bytes(info) <= DEVICE_BYTES_LIMIT else "host"
+        return "device" if train_bytes(info) <= DEVICE_BYTES_LIMIT else "grain"
     return pipeline
 
 

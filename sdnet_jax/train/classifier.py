@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from sdnet_jax import models, ops
-from sdnet_jax.data import input_pipeline, on_device
+from sdnet_jax.data import grain_pipeline, input_pipeline, on_device
 from sdnet_jax.train import checkpoint, loop, optim, parallel
 from sdnet_jax.viz import atom_grid
 
@@ -155,18 +155,22 @@ class TrainingInput:
 
 
 def training_input(config: Any, info: input_pipeline.DatasetInfo, workdir: str) -> TrainingInput:
-    """The training input of ``config`` (``data``, ``batch_size``, ``seed``): on the devices or
-    through the host pipeline, as ``config.data.pipeline`` (``'auto'`` | ``'device'`` |
-    ``'host'``; absent in configs saved before it existed: ``'auto'``) chooses
+    """The training input of ``config`` (``data``, ``batch_size``, ``seed``): on the devices, or
+    the host pipeline's batches in this process or in Grain worker processes, as
+    ``config.data.pipeline`` (``'auto'`` | ``'device'`` | ``'host'`` | ``'grain'``; absent in
+    configs saved before it existed: ``'auto'``) chooses
     (:func:`on_device.choose`). The device path decodes the training split once and caches it
     next to the TFDS data when that folder is writable, else in ``workdir/data_cache``."""
     data = config.data
     source = data_source(data)
     pipeline = on_device.choose(data.get("pipeline", "auto"), info, augment=data.augment)
-    if pipeline == "host":
+    if pipeline in ("host", "grain"):
+        read = input_pipeline.train_iterator
+        if pipeline == "grain":
+            read = grain_pipeline.train_iterator
 
         def host_batches(start_step: int):
-            return input_pipeline.train_iterator(
+            return read(
                 data.name,
                 global_batch_size=config.batch_size,
                 seed=config.seed,

@@ -225,7 +225,8 @@ def _info(num_train, shape=(32, 32, 3)):
 def test_auto_choice_by_size_and_the_override():
     small, large = _info(50_000), _info(1_281_167, (224, 224, 3))
     assert on_device.choose("auto", small, augment="cifar") == "device"
-    assert on_device.choose("auto", large, augment="imagenet") == "host"
+    assert on_device.choose("auto", large, augment="imagenet") == "grain"
+    assert on_device.choose("grain", small, augment="cifar") == "grain"
     assert on_device.choose("host", small, augment="cifar") == "host"
     assert on_device.choose("device", large, augment="none") == "device"
     assert on_device.choose("auto", _info(0), augment="none") == "host"

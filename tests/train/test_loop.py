@@ -22,18 +22,19 @@ def _losses(workdir: str) -> list[float]:
     return [line["train/loss"] for line in lines if "train/loss" in line]
 
 
-def test_device_and_host_paths_follow_the_same_trajectory(tmp_path):
+def test_device_grain_and_host_paths_follow_the_same_trajectory(tmp_path):
     losses = {}
-    for pipeline in ("device", "host"):
+    for pipeline in ("device", "grain", "host"):
         config = digits_smoke(num_train_steps=3, **{"model.width": 4, "data.pipeline": pipeline})
         workdir = os.fspath(tmp_path / pipeline)
         train_input = classifier.training_input(config, classifier.validate_config(config), workdir)
         assert train_input.pipeline == pipeline
-        assert (train_input.train_arrays is None) == (pipeline == "host")
+        assert (train_input.train_arrays is None) == (pipeline != "device")
         classifier.train_and_evaluate(config, workdir)
         losses[pipeline] = _losses(workdir)
     assert len(losses["device"]) == 3
     np.testing.assert_allclose(losses["device"], losses["host"], rtol=1e-5)
+    assert losses["grain"] == losses["host"]  # the same batches, made in worker processes
 
 
 def test_auto_puts_digits_on_the_device(tmp_path):

@@ -184,7 +184,9 @@ def run(
     if task.train_arrays is not None:
         feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
         steps_per_feed = task.train_arrays.steps_per_feed
-    step_fn = _with_input(task.train_step, task.train_arrays, mesh)
+    # jitted inside the accumulating step too: the trace that gives the metrics' names (below) is
+    # reused there instead of tracing the model twice
+    step_fn = jax.jit(_with_input(task.train_step, task.train_arrays, mesh))
     replicated = parallel.replicated(mesh)
     train_step = jax.jit(
         _accumulating(step_fn),

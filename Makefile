@@ -64,6 +64,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.backprop_memory
 	$(PY) -m benchmarks.torch_reference
 	$(PY) -m benchmarks.solver_accuracy
+	$(PY) -m benchmarks.loop_overhead --json bench_out/loop_overhead.json
 	$(PY) -m benchmarks.report bench_out > bench_out/report.md
 	cat bench_out/report.md
 

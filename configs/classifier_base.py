@@ -32,6 +32,10 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
         ""  # TFDS data_dir ('' = TFDS default); see `python -m sdnet_jax.data.prepare`
     )
     c.data.augment = "cifar"
+    # 'auto': the training split on the devices when it fits (sdnet_jax.data.on_device), else
+    # Grain worker processes (sdnet_jax.data.grain_pipeline); 'device' | 'grain' | 'host' (the
+    # per-example pipeline in the training process) force one.
+    c.data.pipeline = "auto"
     c.data.validation_size = 5000  # held out of train for model selection; test reported at the end
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"

@@ -309,6 +309,20 @@ def _epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
     return order
 
 
+def stream_order(
+    seed: int, step: int, positions: np.ndarray, global_batch_size: int, num_examples: int
+) -> np.ndarray:
+    """Which training example (an index into ``range(num_examples)``) sits at each of the global
+    batch ``positions`` of step ``step``: the wrap-around stream of seeded epoch permutations."""
+    stream = step * global_batch_size + positions  # positions in the epoch stream
+    epochs, offsets = np.divmod(stream, num_examples)
+    order = np.empty_like(stream)
+    for epoch in np.unique(epochs):
+        in_epoch = epochs == epoch
+        order[in_epoch] = _epoch_permutation(seed, int(epoch), num_examples)[offsets[in_epoch]]
+    return order
+
+
 def _example_rng(seed: int, step: int, position: int) -> np.random.Generator:
     """The augmentation generator of global-batch position ``position`` at step ``step``."""
     return np.random.default_rng(np.random.SeedSequence([seed, _AUGMENT_TAG, step, position]))
@@ -374,12 +388,7 @@ def _train_batches(
     num_examples = len(train_indices)
     batch_positions = np.arange(lo, hi)
     for step in itertools.count(start_step):
-        stream = step * global_batch_size + batch_positions  # positions in the epoch stream
-        epochs, offsets = np.divmod(stream, num_examples)
-        order = np.empty_like(stream)
-        for epoch in np.unique(epochs):
-            in_epoch = epochs == epoch
-            order[in_epoch] = _epoch_permutation(seed, int(epoch), num_examples)[offsets[in_epoch]]
+        order = stream_order(seed, step, batch_positions, global_batch_size, num_examples)
         examples = datasets.read_examples(splits.train, train_indices[order])
         images = [
             _train_transform(

@@ -8,6 +8,9 @@ statistics, gradient means), so one program serves one CPU, eight GPUs or a TPU 
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -49,10 +52,92 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's slice of a batch -> global arrays sharded over ``'data'``."""
-    sharding = batch_sharded(mesh)
+def shard_batch(
+    batch: dict[str, np.ndarray], mesh: Mesh, sharding: NamedSharding | None = None
+) -> dict[str, jax.Array]:
+    """This process's slice of a batch -> global arrays sharded over ``'data'`` (along the
+    leading axis, or as ``sharding`` says)."""
+    sharding = batch_sharded(mesh) if sharding is None else sharding
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def shard_rows(array: np.ndarray, mesh: Mesh) -> jax.Array:
+    """A host array that every process holds in full -> a global array sharded over ``'data'``
+    along its leading axis, padded with zero rows to a multiple of the device count (each
+    process places only its own devices' rows)."""
+    rows = -(-len(array) // mesh.size) * mesh.size
+    if rows != len(array):
+        padding = np.zeros((rows - len(array), *array.shape[1:]), array.dtype)
+        array = np.concatenate([array, padding])
+    sharding = batch_sharded(mesh)
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+class Prefetcher:
+    """Iterates over ``shard_batch(b, mesh, sharding)`` for the batches ``b`` of ``batches``, by a
+    background thread up to ``size`` batches ahead: reading, decoding and the host-to-device
+    transfer of the next batches overlap the current step, and the loop only takes a ready batch
+    from a queue. An exception of the producer is raised by ``next``. Call :meth:`close` (or use
+    it as a context manager) to stop the thread."""
+
+    _DONE = object()
+
+    def __init__(
+        self,
+        batches: Iterator[dict[str, np.ndarray]],
+        mesh: Mesh,
+        size: int = 2,
+        sharding: NamedSharding | None = None,
+    ):
+        if size < 1:
+            raise ValueError(f"prefetch size must be >= 1, got {size}")
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(batches, mesh, sharding), name="prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, batches, mesh, sharding) -> None:
+        try:
+            for batch in batches:
+                if not self._put(shard_batch(batch, mesh, sharding)):
+                    return
+            self._put(self._DONE)
+        except BaseException as error:  # handed to the consumer
+            self._put(error)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        item = self._queue.get()
+        if item is self._DONE:
+            self._queue.put(item)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._queue.put(item)
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def check_batch_size(global_batch_size: int, what: str = "batch_size") -> None:

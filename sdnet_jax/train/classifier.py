@@ -20,12 +20,12 @@ import numpy as np
 import optax
 
 from sdnet_jax import checks, models, ops
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, on_device
 from sdnet_jax.evaluation import masked
 from sdnet_jax.runs.classifier import TrainState, build_model, make_init_state, make_optimizer
 from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
 from sdnet_jax.runtime import optim, parallel
-from sdnet_jax.train import loop
+from sdnet_jax.train import inputs, loop
 from sdnet_jax.viz import atom_grid
 
 # ----------------------------------------------------------------------------- config
@@ -113,6 +113,10 @@ def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.Dataset
         d.augment in input_pipeline.AUGMENTATIONS,
         f"config.data.augment must be one of {input_pipeline.AUGMENTATIONS}.",
     )
+    checks.require(
+        d.get("pipeline", "auto") in on_device.PIPELINES,
+        f"config.data.pipeline must be one of {on_device.PIPELINES}, got {d.get('pipeline')!r}.",
+    )
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
     return input_pipeline.get_info(d.name, **data_source(d))
@@ -193,16 +197,7 @@ def train_and_evaluate(
     learning_rate, tx = make_optimizer(config, info)
     data = config.data
     eval_step = jax.jit(make_eval_step(model))
-
-    def train_batches(start_step: int):
-        return input_pipeline.train_iterator(
-            data.name,
-            global_batch_size=config.batch_size,
-            seed=config.seed,
-            augment=data.augment,
-            start_step=start_step,
-            **data_source(data),
-        )
+    train_input = inputs.training_input(config, info, workdir)
 
     def evaluate(state: TrainState, split: str) -> dict[str, float]:
         batches = input_pipeline.eval_iterator(
@@ -214,7 +209,8 @@ def train_and_evaluate(
     task = loop.Task(
         init_state=make_init_state(model, tx, info.image_shape),
         train_step=make_train_step(model, tx),
-        train_batches=train_batches,
+        train_batches=train_input.train_batches,
+        train_arrays=train_input.train_arrays,
         evaluate=evaluate,
         num_train_steps=total,
         examples_per_step=config.batch_size,

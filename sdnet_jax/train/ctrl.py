@@ -42,7 +42,7 @@ from sdnet_jax.models import ctrl as ctrl_models
 from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
 from sdnet_jax.runs.ctrl import CTRLState, build_models, load_ctrl, make_init_state, make_optimizers
 from sdnet_jax.runtime import optim, parallel
-from sdnet_jax.train import classifier, loop
+from sdnet_jax.train import classifier, inputs, loop
 from sdnet_jax.viz import atom_grid
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")
@@ -436,14 +436,7 @@ def train_and_evaluate(
     total = num_train_steps(config, info)
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     objective = objective_fn(config, info.num_classes)
-    data = config.data
-
-    def train_batches(start_step: int):
-        return input_pipeline.train_iterator(
-            data.name, global_batch_size=config.batch_size, seed=config.seed,
-            augment=data.augment, start_step=start_step, **data_source(data),
-        )  # fmt: skip
-
+    train_input = inputs.training_input(config, info, workdir)  # on device when it fits
     has_validation = info.num_validation > 0
     task = loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
@@ -459,7 +452,8 @@ def train_and_evaluate(
             pair_players=config.ctrl.pair_players,
             code_lam=config.ctrl.code_lam,
         ),
-        train_batches=train_batches,
+        train_batches=train_input.train_batches,
+        train_arrays=train_input.train_arrays,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),
         num_train_steps=total,
         examples_per_step=config.batch_size,

@@ -7,13 +7,22 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 * The state is initialised by a jitted ``init_state`` with replicated ``out_shardings`` (from
   ``jax.eval_shape``) or, when ``checkpoints/`` has one, restored from the latest checkpoint.
 * ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
+* Input. The host batches come from a background thread (:class:`parallel.Prefetcher`) that reads
+  them and transfers them to the devices ``PREFETCH`` steps ahead, so the loop only dispatches.
+  With ``Task.train_arrays`` (small data sets, :mod:`sdnet_jax.data.on_device`) the training split
+  is placed on the devices once, sharded over ``'data'``; the host then feeds only the row
+  indices of the examples, for ``steps_per_feed`` steps at a time, and the jitted step gathers
+  and augments its batch itself (most steps transfer nothing).
+  Nothing in the step path waits on the devices: no ``device_get``, ``block_until_ready`` or
+  host collective per step.
 * Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
   the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
   restart with the same ``workdir`` resumes from the newest readable checkpoint and, since the input
   pipeline is a function of (seed, step), continues exactly as an uninterrupted run would.
-* Non-finite guard: the jitted step also reports whether every metric it returns (the tasks return
-  their loss(es) and gradient norm(s)) is finite. The metrics stay on device until the log cadence —
-  or a checkpoint, an evaluation or a stop, which fetch them first — so no step waits on the host.
+* Metrics and the non-finite guard: the jitted step adds its metrics (the tasks return their
+  loss(es) and gradient norm(s)) to an accumulator on device (sums, a count, and the first step
+  whose metrics were not all finite). It stays on device until the log cadence — or a
+  checkpoint, an evaluation or a stop, which fetch it first — so no step waits on the host.
   The first non-finite step raises :class:`~sdnet_jax.errors.NonFiniteError` naming it; nothing is
   saved after the last finite step, so the latest checkpoint stays good.
 * Multi-process: SIGTERM on any host stops all of them at the same step; the hosts agree on it at
@@ -35,7 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
+from sdnet_jax.data import on_device
 from sdnet_jax.errors import NonFiniteError
 from sdnet_jax.runtime import checkpoint, metrics, parallel
 
@@ -52,7 +63,8 @@ class Task:
       train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here). The metrics
         are scalars and include the loss(es) and gradient norm(s): all of them are checked for
         finiteness.
-      train_batches: ``start_step -> iterator`` over this process's slices of the global batches.
+      train_batches: ``start_step -> iterator`` over this process's slices of the global batches
+        (with ``train_arrays``: of the per-step feeds that ``train_arrays.make_batch`` reads).
       evaluate: ``(state, split) -> {name: float}`` for ``'validation'`` / ``'test'``.
       num_train_steps: total steps.
       examples_per_step: global batch size (for throughput).
@@ -60,6 +72,9 @@ class Task:
       eval_splits: splits evaluated at the end; the first one is also evaluated periodically.
       summaries: optional ``state -> {name: HWC image in [0, 1]}`` written at each evaluation.
       learning_rate: optional ``step -> lr`` for logging.
+      train_arrays: optional training split to hold on the devices; then the batch given to
+        ``train_step`` is ``train_arrays.make_batch(arrays, feed)``, computed inside the jitted
+        step from the device arrays and the feed of ``train_batches``.
     """
 
     init_state: Callable[[jax.Array], State]
@@ -72,9 +87,10 @@ class Task:
     eval_splits: tuple[str, ...] = ("validation", "test")
     summaries: Callable[[State], dict[str, np.ndarray]] | None = None
     learning_rate: Callable[[int], Any] | None = None
+    train_arrays: on_device.TrainArrays | None = None
 
 
-FINITE = "finite"  # the metric the guarded step adds: 1 when every other metric is finite
+PREFETCH = 2  # batches (or feeds) read and transferred ahead of the steps that use them
 
 
 class _StopSignal:
@@ -157,23 +173,44 @@ def run(
         state = restored[1]
     start_step = int(jax.device_get(state.step))
     total = task.num_train_steps
+    device_arrays = {}
+    if task.train_arrays is not None:
+        device_arrays = {
+            k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()
+        }
+    # a host batch is sharded along its leading axis, a feed of row indices along its axis 1
+    feed_sharding = parallel.batch_sharded(mesh)
+    steps_per_feed = 1
+    if task.train_arrays is not None:
+        feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
+        steps_per_feed = task.train_arrays.steps_per_feed
+    # jitted inside the accumulating step too: the trace that gives the metrics' names (below) is
+    # reused there instead of tracing the model twice
+    step_fn = jax.jit(_with_input(task.train_step, task.train_arrays, mesh))
+    replicated = parallel.replicated(mesh)
     train_step = jax.jit(
-        _guarded(task.train_step),
-        in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
-        out_shardings=(state_sharding, parallel.replicated(mesh)),
-        donate_argnums=(0,),
+        _accumulating(step_fn),
+        in_shardings=(state_sharding, replicated, parallel.batch_sharded(mesh), feed_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0, 1),
     )
-    batches = task.train_batches(start_step)
+    batches = parallel.Prefetcher(
+        task.train_batches(start_step), mesh, size=PREFETCH, sharding=feed_sharding
+    )
+    feed = None
     throughput = metrics.Throughput(start_step, total, task.examples_per_step)
-    pending: list[dict[str, jax.Array]] = []  # on device, fetched at the log cadence
-    fetched: list[dict[str, np.ndarray]] = []  # on host, averaged into the next log line
+    acc = new_acc = None  # the metrics accumulated on device since the last log line
     step = start_step
     interrupted = False
-    with _StopSignal() as stop:
+    with _StopSignal() as stop, batches:
         while step < total:
-            batch = parallel.shard_batch(next(batches), mesh)
-            state, step_metrics = train_step(state, batch)
-            pending.append(step_metrics)
+            if feed is None or step % steps_per_feed == 0:
+                feed = next(batches)
+            if acc is None:  # the metrics' names, from the first batch's shapes
+                new_acc = _accumulator(jax.eval_shape(step_fn, shapes, device_arrays, feed)[1])
+                new_acc = jax.jit(new_acc, out_shardings=replicated)
+                acc = new_acc()
+            state, acc = train_step(state, acc, device_arrays, feed)
             step += 1
             at_log = step % log_every_steps == 0 or step == total
             at_eval = bool(eval_every_steps) and step % eval_every_steps == 0 and step < total
@@ -183,16 +220,13 @@ def run(
             )
             if at_log or at_checkpoint or stopping:
                 try:
-                    fetched.append(_fetch_finite(pending, step))
+                    scalars = _fetch_metrics(acc)
                 except NonFiniteError as err:
                     manager.wait_until_finished()  # the last good checkpoint is complete
                     writer.close()
                     raise NonFiniteError(f"{err} {_after_divergence(manager)}") from None
-                pending = []
             if at_log:
-                scalars = {k: float(np.mean(np.concatenate([f[k] for f in fetched])))
-                           for k in fetched[0]}  # fmt: skip
-                fetched = []
+                acc = new_acc()
                 scalars.update(throughput(step))
                 if task.learning_rate is not None:
                     scalars["learning_rate"] = task.learning_rate(step - 1)
@@ -204,6 +238,7 @@ def run(
             if stopping:
                 interrupted = step < total
                 break
+    del device_arrays  # frees the devices' copy of the training split before evaluating
     if interrupted:
         checkpoint.save(manager, step, state)
         manager.wait_until_finished()
@@ -240,28 +275,67 @@ def run_with_config(
     )
 
 
-def _guarded(train_step):
-    """``train_step`` that also returns ``FINITE``: whether every metric it returns is finite."""
+def _accumulator(metric_shapes: dict[str, Any]):
+    """``() -> acc``: the empty on-device accumulator of metrics named as ``metric_shapes``:
+    ``sum`` (float32 per metric), ``count``, ``first_bad`` (the first step whose metrics were not
+    all finite, -1 if none) and ``bad`` (which metrics were not finite at that step)."""
+    names = sorted(metric_shapes)
 
-    def guarded(state, batch):
-        state, values = train_step(state, batch)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values.values()]))
-        return state, {**values, FINITE: finite}
+    def new():
+        return {
+            "sum": {k: jnp.zeros((), jnp.float32) for k in names},
+            "count": jnp.zeros((), jnp.int32),
+            "first_bad": jnp.full((), -1, jnp.int32),
+            "bad": {k: jnp.zeros((), bool) for k in names},
+        }
 
-    return guarded
+    return new
 
 
-def _fetch_finite(pending: list[dict[str, jax.Array]], step: int) -> dict[str, np.ndarray]:
-    """The pending steps' metrics on the host (one transfer), ``FINITE`` removed; raises
-    :class:`NonFiniteError` naming the first step (of those ending at ``step``) that was not."""
-    values = jax.device_get({k: jnp.stack([m[k] for m in pending]) for k in pending[0]})
-    finite = values.pop(FINITE)
-    if not finite.all():
-        index = int(np.argmin(finite))
-        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v[index])))
-        first = step - len(pending) + index + 1
-        raise NonFiniteError(f"{', '.join(bad)} not finite at step {first}.")
-    return values
+def _accumulating(step_fn):
+    """``(state, acc, arrays, feed) -> (state, acc)``: one step of ``step_fn`` whose metrics are
+    added to the accumulator (:func:`_accumulator`) on device, with the non-finite guard: whether
+    every metric the step returns is finite, and the first step where one was not."""
+
+    def step(state, acc, arrays, feed):
+        number = jnp.asarray(state.step, jnp.int32) + 1
+        state, values = step_fn(state, arrays, feed)
+        finite = {k: jnp.all(jnp.isfinite(v)) for k, v in values.items()}
+        first = (acc["first_bad"] < 0) & ~jnp.all(jnp.stack(list(finite.values())))
+        return state, {
+            "sum": {k: acc["sum"][k] + jnp.mean(v).astype(jnp.float32) for k, v in values.items()},
+            "count": acc["count"] + 1,
+            "first_bad": jnp.where(first, number, acc["first_bad"]),
+            "bad": {k: jnp.where(first, ~finite[k], acc["bad"][k]) for k in values},
+        }
+
+    return step
+
+
+def _with_input(train_step, train_arrays: on_device.TrainArrays | None, mesh):
+    """``(state, arrays, feed) -> train_step(state, batch)``: the batch is the feed itself (host
+    pipeline) or, with ``train_arrays``, gathered and augmented from the device arrays here,
+    inside the jitted step, and constrained to the batch sharding."""
+
+    def step(state, arrays, feed):
+        if train_arrays is None:
+            return train_step(state, feed)
+        batch = train_arrays.make_batch(arrays, feed, state.step)
+        batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharded(mesh))
+        return train_step(state, batch)
+
+    return step
+
+
+def _fetch_metrics(acc: dict[str, Any]) -> dict[str, float]:
+    """The accumulated metrics' means on the host (one small transfer); raises
+    :class:`NonFiniteError` naming the first step whose metrics were not all finite."""
+    values = jax.device_get(acc)
+    if int(values["first_bad"]) >= 0:
+        bad = sorted(k for k, v in values["bad"].items() if v)
+        raise NonFiniteError(f"{', '.join(bad)} not finite at step {int(values['first_bad'])}.")
+    count = max(int(values["count"]), 1)
+    return {k: float(v) / count for k, v in values["sum"].items()}
 
 
 def _after_divergence(manager) -> str:

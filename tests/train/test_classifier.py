@@ -174,6 +174,7 @@ BAD = [
     ({"batch_size": 0}, "config.batch_size"),
     ({"data.augment": "mixup"}, "config.data.augment"),
     ({"model.dtype": "float16"}, "config.model.dtype"),
+    ({"data.pipeline": "tpu"}, "config.data.pipeline"),
 ]
 
 

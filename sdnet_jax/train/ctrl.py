@@ -427,6 +427,15 @@ def transfer_reconstruction(
 # ----------------------------------------------------------------------------- job
 
 
+def config_train_step(config: Any, info, encoder, decoder, tx_enc, tx_dec):
+    """The train step ``config.ctrl`` describes (the one :func:`train_and_evaluate` runs)."""
+    c = config.ctrl
+    return make_train_step(
+        encoder, decoder, tx_enc, tx_dec, objective_fn(config, info.num_classes), c.n_inner, info,
+        pair_lam=c.pair_lam, pair_players=c.pair_players, code_lam=c.code_lam,
+    )  # fmt: skip
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *, stop_after_steps: int | None = None
 ) -> dict[str, Any]:
@@ -435,23 +444,11 @@ def train_and_evaluate(
     encoder, decoder = build_models(config, info)
     total = num_train_steps(config, info)
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
-    objective = objective_fn(config, info.num_classes)
     train_input = inputs.training_input(config, info, workdir)  # on device when it fits
     has_validation = info.num_validation > 0
     task = loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
-        train_step=make_train_step(
-            encoder,
-            decoder,
-            tx_enc,
-            tx_dec,
-            objective,
-            config.ctrl.n_inner,
-            info,
-            pair_lam=config.ctrl.pair_lam,
-            pair_players=config.ctrl.pair_players,
-            code_lam=config.ctrl.code_lam,
-        ),
+        train_step=config_train_step(config, info, encoder, decoder, tx_enc, tx_dec),
         train_batches=train_input.train_batches,
         train_arrays=train_input.train_arrays,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -21,14 +22,45 @@ from sdnet_jax.train import ctrl
 from tests.helpers import CTRL_CONFIGS, load_config
 
 
-@pytest.mark.parametrize("name", CTRL_CONFIGS)
-def test_smoke_of_every_ctrl_config(name, tmp_path):
-    config = load_config(name)
+def _with_data(config):
+    """The embedded digits, or TFDS's mock data for the other data sets."""
     if config.data.name == "digits":
+        return contextlib.nullcontext()
+    config.data.validation_size = 16  # of the 48 mock examples
+    return tfds.testing.mock_data(num_examples=48)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["smoke", "full"])
+@pytest.mark.parametrize("name", CTRL_CONFIGS)
+def test_every_ctrl_config_validates_and_its_step_traces(name, full):
+    """Every CTRL config (smoke and real form) validates and its init and game step trace to the
+    right shapes with ``jax.eval_shape`` (nothing compiled)."""
+    config = load_config(name, None if full else "smoke")
+    with _with_data(config):
+        info = ctrl.validate_config(config)
+    encoder, decoder = runs.ctrl.build_models(config, info)
+    _, tx_enc, tx_dec = runs.ctrl.make_optimizers(config, info)
+    init_state = runs.ctrl.make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape)
+    state = jax.eval_shape(init_state, jax.random.key(0))
+    batch = {
+        "image": jax.ShapeDtypeStruct((config.batch_size, *info.image_shape), np.float32),
+        "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32),
+    }
+    step = ctrl.config_train_step(config, info, encoder, decoder, tx_enc, tx_dec)
+    new_state, metrics = jax.eval_shape(step, state, batch)
+    leaves = lambda t: [(a.shape, a.dtype) for a in jax.tree_util.tree_leaves(t)]
+    assert leaves(new_state) == leaves(state)
+    assert {"objective_encoder_step", "encoder_grad_norm", "decoder_grad_norm"} <= set(metrics)
+
+
+# compiled runs: the CSC pair on the embedded digits and on 32 px mock data (image_size), the DCGAN pair
+@pytest.mark.parametrize(
+    "name", ["ctrl_digits_csc", "ctrl_fashion_mnist_reference_csc", "ctrl_cifar10_dcgan"]
+)
+def test_two_step_run(name, tmp_path):
+    config = load_config(name)
+    with _with_data(config):
         results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))
-    else:
-        with tfds.testing.mock_data(num_examples=48):
-            results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))
     final = results["final"]["test"]
     assert results["final"]["step"] == 2
     for key in ("objective", "psnr", "mse", "nearest_subspace_accuracy"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
+
+import tensorflow_datasets as tfds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(  # the classifier configs
@@ -37,3 +40,17 @@ def digits_smoke(**overrides):
             target = target[part]
         target[leaf] = value
     return config
+
+
+def data_context(config, fashion_mnist_dir=None):
+    """A context in which ``config``'s data set can be opened (``config.data`` adjusted): the
+    prepared fake Fashion-MNIST when ``fashion_mnist_dir`` is given (the real TFDS path, no
+    TensorFlow), the embedded digits, or TFDS's mock data (48 examples) for the others."""
+    if fashion_mnist_dir is not None and config.data.name.startswith("fashion_mnist"):
+        config.data.data_dir = fashion_mnist_dir.data_dir
+        config.data.validation_size = 10
+        return contextlib.nullcontext()
+    if config.data.name == "digits":
+        return contextlib.nullcontext()
+    config.data.validation_size = 16
+    return tfds.testing.mock_data(num_examples=48)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -14,24 +13,10 @@ import time
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from sdnet_jax.runtime import checkpoint
 from sdnet_jax.train import classifier
-from tests.helpers import CONFIGS, ROOT, digits_smoke, load_config
-
-
-def _with_data(config, fashion_mnist_dir):
-    """A context in which ``config``'s data set can be opened: the prepared fake Fashion-MNIST
-    (the real TFDS path, no TensorFlow), the embedded digits, or TFDS's mock data."""
-    if config.data.name.startswith("fashion_mnist"):
-        config.data.data_dir = fashion_mnist_dir.data_dir
-        config.data.validation_size = 10
-        return contextlib.nullcontext()
-    if config.data.name == "digits":
-        return contextlib.nullcontext()
-    config.data.validation_size = 8  # of the 24 mock examples
-    return tfds.testing.mock_data(num_examples=24)
+from tests.helpers import CONFIGS, ROOT, data_context, digits_smoke, load_config
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["smoke", "full"])
@@ -40,7 +25,7 @@ def test_every_config_validates_and_its_step_traces(name, full, fashion_mnist_di
     """Every config (its tiny 'smoke' form and the real one) validates, and its init and train
     step trace to the right shapes (``jax.eval_shape``: nothing is compiled)."""
     config = load_config(name, None if full else "smoke")
-    with _with_data(config, fashion_mnist_dir):
+    with data_context(config, fashion_mnist_dir):
         info = classifier.validate_config(config)
     model = classifier.build_model(config, info)
     _, tx = classifier.make_optimizer(config, info)
@@ -77,7 +62,7 @@ def test_one_step_run(name, tmp_path, fashion_mnist_dir):
     config = load_config(name)
     config.num_train_steps = 1
     config.checkpoint_every_steps = 1
-    with _with_data(config, fashion_mnist_dir):
+    with data_context(config, fashion_mnist_dir):
         info = classifier.validate_config(config)
         results = classifier.train_and_evaluate(config, os.fspath(tmp_path))
     assert results["final"]["step"] == 1

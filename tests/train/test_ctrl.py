@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -19,15 +18,7 @@ from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.runtime import optim
 from sdnet_jax.train import ctrl
-from tests.helpers import CTRL_CONFIGS, load_config
-
-
-def _with_data(config):
-    """The embedded digits, or TFDS's mock data for the other data sets."""
-    if config.data.name == "digits":
-        return contextlib.nullcontext()
-    config.data.validation_size = 16  # of the 48 mock examples
-    return tfds.testing.mock_data(num_examples=48)
+from tests.helpers import CTRL_CONFIGS, data_context, load_config
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["smoke", "full"])
@@ -36,7 +27,7 @@ def test_every_ctrl_config_validates_and_its_step_traces(name, full):
     """Every CTRL config (smoke and real form) validates and its init and game step trace to the
     right shapes with ``jax.eval_shape`` (nothing compiled)."""
     config = load_config(name, None if full else "smoke")
-    with _with_data(config):
+    with data_context(config):
         info = ctrl.validate_config(config)
     encoder, decoder = runs.ctrl.build_models(config, info)
     _, tx_enc, tx_dec = runs.ctrl.make_optimizers(config, info)
@@ -59,7 +50,7 @@ def test_every_ctrl_config_validates_and_its_step_traces(name, full):
 )
 def test_two_step_run(name, tmp_path):
     config = load_config(name)
-    with _with_data(config):
+    with data_context(config):
         results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))
     final = results["final"]["test"]
     assert results["final"]["step"] == 2

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from PIL import Image
 
+from sdnet_jax.data import pixels
 from sdnet_jax.viz import atom_grid, image_grid
 
 # ----------------------------------------------------------------------------- reconstruction
@@ -415,7 +416,7 @@ def _to_unit(images: Any) -> np.ndarray:
     x = np.asarray(images, np.float32)
     if x.ndim != 4:
         raise ValueError(f"images must be NHWC, got shape {x.shape}.")
-    return np.clip((x + 1.0) * 0.5, 0.0, 1.0)
+    return np.clip(pixels.unit_from_symmetric(x), 0.0, 1.0)
 
 
 def _save_png(path: str | os.PathLike[str], image: np.ndarray, scale: int = 1) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from sdnet_jax import models, ops
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.evaluation import ctrl_metrics, feature_nets
 from sdnet_jax.models import ctrl as ctrl_models
 from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
@@ -145,7 +145,7 @@ def objective_fn(config: Any, num_classes: int):
 def to_symmetric(images: jax.Array, info: input_pipeline.DatasetInfo) -> jax.Array:
     """Pipeline-normalised images -> [-1, 1] (the decoder's tanh range)."""
     mean, std = jnp.asarray(info.mean), jnp.asarray(info.std)
-    return 2.0 * (images * std + mean) - 1.0
+    return pixels.symmetric_from_unit(pixels.unit_from_normalised(images, mean, std))
 
 
 def _run(module: nn.Module, params, state, x, train: bool = True):
@@ -365,14 +365,8 @@ def first_stage_atoms(params: Any) -> dict[str, np.ndarray]:
 def to_model_images(images01: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
     """[0, 1] NHWC images of any size/channels -> [-1, 1] images of ``image_shape`` (bilinear
     resize; grey <-> RGB by repetition / BT.601 luma)."""
-    h, w, c = image_shape
-    x = jnp.asarray(images01, jnp.float32)
-    if x.shape[-1] != c:
-        x = jnp.repeat(x, c, axis=-1) if x.shape[-1] == 1 else (
-            x @ jnp.asarray([0.299, 0.587, 0.114])[:, None]
-        )  # fmt: skip
-    x = jax.image.resize(x, (x.shape[0], h, w, c), method="bilinear", antialias=True)
-    return np.asarray(2.0 * jnp.clip(x, 0.0, 1.0) - 1.0)
+    x = pixels.to_shape(jnp.asarray(images01, jnp.float32), image_shape)
+    return np.asarray(pixels.symmetric_from_unit(jnp.clip(x, 0.0, 1.0)))
 
 
 def transfer_reconstruction(

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sdnet_jax import runs
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.runtime import parallel
 from tests.helpers import ROOT
@@ -123,13 +123,13 @@ def test_scope_all_equals_scope_stem_when_only_the_stem_is_csc(sdnet_dir, sdnet_
 
 def test_corruptions_act_on_pixels_and_return_normalised_images():
     mean, std = np.float32(0.3), np.float32(0.4)
-    pixels = jax.random.uniform(jax.random.key(0), (8, 6, 6, 1))
-    images = pixels.normalised_from_unit(pixels, mean, std)
+    unit = jax.random.uniform(jax.random.key(0), (8, 6, 6, 1))
+    images = pixels.normalised_from_unit(unit, mean, std)
     noisy = robustness.corrupt_normalised(
         images, jax.random.key(1), 5, name="impulse_noise", mean=mean, std=std, table="cifar10"
     )
     noisy_pixels = pixels.unit_from_normalised(noisy, mean, std)
-    changed = np.abs(np.asarray(noisy_pixels - pixels)) > 1e-6
+    changed = np.abs(np.asarray(noisy_pixels - unit)) > 1e-6
     assert 0.01 < changed.mean() < 0.2  # salt and pepper, amount 0.07
     np.testing.assert_allclose(np.unique(np.asarray(noisy_pixels)[changed]), [0.0, 1.0], atol=1e-6)
 

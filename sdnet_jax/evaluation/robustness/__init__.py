@@ -63,12 +63,20 @@ from sdnet_jax.evaluation.robustness.config import (
     validate_eval_config,
 )
 from sdnet_jax.evaluation.robustness.job import evaluate_checkpoint
-from sdnet_jax.evaluation.robustness.programs import Evaluator
+from sdnet_jax.evaluation.robustness.programs import (
+    Evaluator,
+    corrupt_normalised,
+    forward,
+    pgd_direction,
+    pgd_project,
+    pgd_random_start,
+)
 from sdnet_jax.evaluation.robustness.report import write_plots, write_report
 from sdnet_jax.evaluation.robustness.sweeps import (
     AdaptiveRule,
     SplitBatches,
     Sweep,
+    cells_of,
     fit_adaptive_rule,
     run_adaptive,
     run_pgd,
@@ -84,10 +92,16 @@ __all__ = [
     "Evaluator",
     "SplitBatches",
     "Sweep",
+    "cells_of",
+    "corrupt_normalised",
     "default_config",
     "default_eval_config",
     "evaluate_checkpoint",
     "fit_adaptive_rule",
+    "forward",
+    "pgd_direction",
+    "pgd_project",
+    "pgd_random_start",
     "run_adaptive",
     "run_pgd",
     "run_sweep",

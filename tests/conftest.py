@@ -41,23 +41,26 @@ class Prepared:
     written: Any  # what the fake writer returned
 
 
+def _prepared(factory: pytest.TempPathFactory, name: str, write) -> Prepared:
+    """Fake source files of ``name`` written by ``write(manual_dir)``, prepared with the real
+    ``prepare`` command into a temporary TFDS data_dir."""
+    manual_dir = factory.mktemp(f"{name}_manual")
+    data_dir = factory.mktemp(f"{name}_data")
+    written = write(os.fspath(manual_dir))
+    prepare.main([name, f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
+    return Prepared(os.fspath(data_dir), written)
+
+
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    """Fake Fashion-MNIST IDX files (Debian's layout) prepared into a temporary TFDS data_dir."""
-    manual_dir = tmp_path_factory.mktemp("fashion_mnist_manual")
-    data_dir = tmp_path_factory.mktemp("fashion_mnist_data")
-    written = fakes.write_fashion_mnist(os.fspath(manual_dir))
-    prepare.main(["fashion_mnist", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
-    return Prepared(os.fspath(data_dir), written)
+    """Fake Fashion-MNIST IDX files (Debian's layout), prepared."""
+    return _prepared(tmp_path_factory, "fashion_mnist", fakes.write_fashion_mnist)
 
 
 @pytest.fixture(scope="session")
 def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    manual_dir = tmp_path_factory.mktemp("cifar10_manual")
-    data_dir = tmp_path_factory.mktemp("cifar10_data")
-    written = fakes.write_cifar10(os.fspath(manual_dir))
-    prepare.main(["cifar10", f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"])
-    return Prepared(os.fspath(data_dir), written)
+    """Fake CIFAR-10 python pickles, prepared."""
+    return _prepared(tmp_path_factory, "cifar10", fakes.write_cifar10)
 
 
 # Tiny classifiers trained once per session on the embedded digits (evaluation tests restore them).

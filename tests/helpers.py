@@ -6,6 +6,8 @@ import contextlib
 import glob
 import importlib.util
 import os
+import subprocess
+import time
 
 import tensorflow_datasets as tfds
 
@@ -54,3 +56,15 @@ def data_context(config, fashion_mnist_dir=None):
         return contextlib.nullcontext()
     config.data.validation_size = 16
     return tfds.testing.mock_data(num_examples=48)
+
+
+def wait_for_metric_lines(proc: subprocess.Popen, workdir: str, lines: int, timeout: float) -> None:
+    """Waits until the training run ``proc`` has written ``lines`` lines of
+    ``workdir/metrics.jsonl``; fails (with its output) if it ended or ``timeout`` passed first."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(path) and len(open(path).readlines()) >= lines:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -16,7 +15,14 @@ import pytest
 
 from sdnet_jax.runtime import checkpoint
 from sdnet_jax.train import classifier
-from tests.helpers import CONFIGS, ROOT, data_context, digits_smoke, load_config
+from tests.helpers import (
+    CONFIGS,
+    ROOT,
+    data_context,
+    digits_smoke,
+    load_config,
+    wait_for_metric_lines,
+)
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["smoke", "full"])
@@ -124,13 +130,7 @@ def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skippe
         ),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    metrics_file = os.path.join(workdir, "metrics.jsonl")
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(metrics_file) and len(open(metrics_file).readlines()) >= 3:
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, proc.stdout.read()
+    wait_for_metric_lines(proc, workdir, 3, timeout=240)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out

@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
 from sdnet_jax import runs
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for_metric_lines
 
 pytestmark = pytest.mark.slow  # several local processes
 
@@ -87,13 +86,7 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(tmp_path):
          "--config.checkpoint_every_steps=100000"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    metrics_file = os.path.join(workdir, "metrics.jsonl")
-    deadline = time.time() + 300
-    while time.time() < deadline and launched.poll() is None:
-        if os.path.exists(metrics_file) and len(open(metrics_file).readlines()) >= 2:
-            break
-        time.sleep(0.5)
-    assert launched.poll() is None, launched.stdout.read()
+    wait_for_metric_lines(launched, workdir, 2, timeout=300)
     found = subprocess.run(
         ["pgrep", "-f", f"workdir={workdir} .*--process_id=1"], capture_output=True, text=True
     )

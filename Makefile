@@ -34,12 +34,14 @@ demo: $(STAMP)
 ops-demo: $(STAMP)
 	$(PY) -m sdnet_jax.demo
 
+# Two workers (pytest-xdist; the tests that share the trained tiny models stay on one of them).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The quick loop while editing: everything but subprocesses, notebooks and multi-process runs.
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

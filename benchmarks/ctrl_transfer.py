@@ -15,7 +15,7 @@ import os
 
 from sdnet_jax import cli
 from sdnet_jax.errors import UserError
-from sdnet_jax.train import ctrl
+from sdnet_jax.evaluation import ctrl
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

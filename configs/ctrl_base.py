@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import classifier_base
+from configs import common
 
 
 def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     """The CTRL reference recipe: Adam(0.5, 0.999), lr 1.5e-4 with linear decay, d = 128."""
-    c = classifier_base.base(model, dataset)
-    c.task = "ctrl"
-    del c.model["stem"], c.model["width"], c.model["stage_sizes"]
+    c = common.base("ctrl", model, dataset)
     c.model.channels = (64, 128, 256)
     c.model.strides = ()  # () = 2 for every stage
     c.model.kernel_size = 4
@@ -27,7 +25,7 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c.ctrl.pair_players = "both"  # who reduces pair_lam * D: 'both' | 'decoder'
     c.ctrl.code_lam = 0.0  # weight of the decoder-only sample-wise code consistency (0: off)
     c.ctrl.enc_lr_scale = 1.0  # the encoder's learning rate / the decoder's (optim.lr)
-    c.data.augment = "none"
+    c.ctrl.warmup_steps = 0  # first steps: the encoder maximises ΔR(Z) alone, at the full lr
     c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     c.optim.name = "adam"
     c.optim.lr = 1.5e-4

@@ -11,7 +11,22 @@ the suite with an empty ``HOME`` and ``TFDS_DATA_DIR`` so a hidden dependency fa
 
 import dataclasses
 import os
+import tempfile
 from typing import Any
+
+# One persistent XLA compilation cache per test run (``make test`` runs two pytest-xdist workers;
+# they, and every subprocess a test starts, inherit it through the environment), so a program
+# compiled once — the same tiny model in a subprocess, a notebook or the other worker — is not
+# compiled again. Set before jax is imported; a fresh folder per run (CI starts cold).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = (
+        os.path.join(tempfile.gettempdir(), f"sdnet_jax_test_xla_cache_{_run_id}")
+        if _run_id
+        else tempfile.mkdtemp(prefix="sdnet_jax_test_xla_cache_")
+    )
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import jax
 import pytest

@@ -16,7 +16,8 @@ Types:
   LinearOp, NormalSolver, UNROLL_LIMIT
 Rate reduction (MCR², CTRL):
   coding_rate, class_coding_rate, rate_reduction, pairwise_rate_reduction, ctrl_terms, sample_distance,
-  ctrl_multiclass_objective, ctrl_binary_objective, ctrl_unsupervised_objective, PAIRWISE_DISTANCES
+  ctrl_multiclass_objective, ctrl_unsupervised_objective, SAMPLE_DISTANCES (the binary CTRL
+  objective is pairwise_rate_reduction)
 """
 
 from sdnet_jax.ops.dictionary import (
@@ -52,10 +53,9 @@ from sdnet_jax.ops.lasso import (
 )
 from sdnet_jax.ops.prox import elastic_net_prox, nonneg_soft_threshold, soft_threshold
 from sdnet_jax.ops.rates import (
-    PAIRWISE_DISTANCES,
+    SAMPLE_DISTANCES,
     class_coding_rate,
     coding_rate,
-    ctrl_binary_objective,
     ctrl_multiclass_objective,
     ctrl_terms,
     ctrl_unsupervised_objective,
@@ -69,7 +69,7 @@ from sdnet_jax.ops.types import UNROLL_LIMIT, LinearOp, NormalSolver
 __all__ = [
     "GRAD_MODES",
     "METHODS",
-    "PAIRWISE_DISTANCES",
+    "SAMPLE_DISTANCES",
     "SPLITTING_METHODS",
     "UNROLL_LIMIT",
     "LinearOp",
@@ -86,7 +86,6 @@ __all__ = [
     "conv_padding",
     "conv_pair",
     "conv_synthesis",
-    "ctrl_binary_objective",
     "ctrl_multiclass_objective",
     "ctrl_terms",
     "ctrl_unsupervised_objective",

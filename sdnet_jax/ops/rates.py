@@ -42,7 +42,7 @@ import numpy as np
 
 from sdnet_jax import checks
 
-PAIRWISE_DISTANCES = ("cosine", "l2")
+SAMPLE_DISTANCES = ("cosine", "l2")  # D(z_i, ẑ_i) of sample_distance
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,16 +267,16 @@ def _ctrl_terms(z, z_hat, labels, eps_sq, num_classes):
     }
 
 
-@partial(jax.jit, static_argnames=("pairwise",))
-def _sample_distance(z, z_hat, pairwise):
+@partial(jax.jit, static_argnames=("distance",))
+def _sample_distance(z, z_hat, distance):
     z, z_hat = _upcast(z, z_hat)
-    if pairwise == "l2":
+    if distance == "l2":
         return jnp.sum((z - z_hat) ** 2)
     return jnp.sum(1.0 - jnp.sum(z * z_hat, axis=-1))
 
 
-def _ctrl_unsupervised(z, z_hat, lam, eps_sq, pairwise):
-    dist = _sample_distance(z, z_hat, pairwise)
+def _ctrl_unsupervised(z, z_hat, lam, eps_sq, distance):
+    dist = _sample_distance(z, z_hat, distance)
     z, z_hat = _upcast(z, z_hat)
     union = jnp.concatenate([z, z_hat], axis=0)
     r_union, r_z, r_hat = _whole_rates(union, z, z_hat, eps_sq=eps_sq)
@@ -325,7 +325,9 @@ def pairwise_rate_reduction(
     """Pairwise rate reduction ``ΔR(Z, Ẑ) = R(Z ∪ Ẑ) − ½(R(Z) + R(Ẑ))`` → scalar.
 
     ``z``: (m, d), ``z_hat``: (m', d); each rate uses its own sample count (``m + m'`` for the union).
-    Equals the two-class ``ΔR`` of the union when ``m = m'``.
+    Equals the two-class ``ΔR`` of the union when ``m = m'`` (real vs reconstructed). It is the
+    binary CTRL objective ``T`` (``config.ctrl.objective = 'binary'``), the form of the CTRL
+    reference code.
     """
     _check_pair(z, z_hat, same_shape=False)
     checks.check_positive("eps_sq", eps_sq)
@@ -366,19 +368,7 @@ def ctrl_multiclass_objective(
     return ctrl_terms(z, z_hat, labels, num_classes, eps_sq)["objective"]
 
 
-def ctrl_binary_objective(
-    z: jax.Array, z_hat: jax.Array, eps_sq: float | jax.Array = 0.5
-) -> jax.Array:
-    """Binary CTRL objective ``T = ΔR(Z, Ẑ) = R(Z ∪ Ẑ) − ½(R(Z) + R(Ẑ))`` over the whole batch.
-
-    ``z``: (m, d), ``z_hat``: (m', d). This is the ½-weighted pairwise form (:func:`pairwise_rate_reduction`);
-    for ``m = m'`` it equals the two-class ``ΔR`` of ``Z ∪ Ẑ`` (real vs reconstructed), the form of the
-    CTRL reference code.
-    """
-    return pairwise_rate_reduction(z, z_hat, eps_sq)
-
-
-def sample_distance(z: jax.Array, z_hat: jax.Array, pairwise: str = "cosine") -> jax.Array:
+def sample_distance(z: jax.Array, z_hat: jax.Array, distance: str = "cosine") -> jax.Array:
     """Sample-wise distance ``Σ_i D(z_i, ẑ_i)`` → scalar (a sum over the batch, not a mean).
 
     ``'l2'``: ``D = ‖z_i − ẑ_i‖²``; ``'cosine'``: ``D = 1 − ⟨z_i, ẑ_i⟩`` (the cosine distance for
@@ -387,15 +377,15 @@ def sample_distance(z: jax.Array, z_hat: jax.Array, pairwise: str = "cosine") ->
     ``Σ_i ΔR(z_i, ẑ_i)`` of the unsupervised CTRL objective.
     """
     _check_pair(z, z_hat, same_shape=True)
-    checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
-    return _sample_distance(z, z_hat, pairwise)
+    checks.check_choice("distance", distance, SAMPLE_DISTANCES)
+    return _sample_distance(z, z_hat, distance)
 
 
 def ctrl_unsupervised_objective(
     z: jax.Array,
     z_hat: jax.Array,
     lam: float | jax.Array = 1.0,
-    pairwise: str = "cosine",
+    distance: str = "cosine",
     eps_sq: float | jax.Array = 0.5,
 ) -> jax.Array:
     """Unsupervised sample-wise CTRL objective ``T = R(Z) + ΔR(Z, Ẑ) − λ Σ_i D(z_i, ẑ_i)`` → scalar.
@@ -411,5 +401,5 @@ def ctrl_unsupervised_objective(
     _check_pair(z, z_hat, same_shape=True)
     checks.check_positive("eps_sq", eps_sq)
     checks.check_positive("lam", lam, allow_zero=True)
-    checks.check_choice("pairwise", pairwise, PAIRWISE_DISTANCES)
-    return _ctrl_unsupervised(z, z_hat, lam, eps_sq, pairwise=pairwise)
+    checks.check_choice("distance", distance, SAMPLE_DISTANCES)
+    return _ctrl_unsupervised(z, z_hat, lam, eps_sq, distance=distance)

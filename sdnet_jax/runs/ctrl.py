@@ -1,5 +1,6 @@
 """A CSC-CTRL / CTRL run: its state (two players), encoder / decoder, optimizers and initial state
-from a config, and :func:`load_ctrl` to restore a trained one from its workdir."""
+from a config, the closed loop ``x -> (z, x_hat, z_hat)`` and the pixel range it works in, and
+:func:`load_ctrl` to restore a trained one from its workdir."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sdnet_jax import models
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.runs.common import DTYPES, num_train_steps, open_run, restore_state
 from sdnet_jax.runtime import optim
 
@@ -49,7 +50,14 @@ def make_optimizers(config: Any, info: input_pipeline.DatasetInfo):
     decoder's (the logged ``learning_rate``; runs saved before the field existed read it as 1)."""
     learning_rate = optim.schedule(config.optim, num_train_steps(config, info))
     scale = float(config.ctrl.get("enc_lr_scale", 1.0))
-    enc_learning_rate = learning_rate if scale == 1.0 else lambda s: scale * learning_rate(s)
+    warmup = int(config.ctrl.get("warmup_steps", 0))
+    if scale == 1.0:
+        enc_learning_rate = learning_rate
+    else:
+
+        def enc_learning_rate(step):
+            return jnp.where(step < warmup, 1.0, scale) * learning_rate(step)
+
     return (
         learning_rate,
         optim.make_optimizer(config.optim, enc_learning_rate),
@@ -97,3 +105,30 @@ def load_ctrl(
     init_state = make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape)
     state = restore_state(workdir, config, init_state, which)
     return config, encoder, decoder, state, info
+
+
+def to_symmetric(images: jax.Array, info: input_pipeline.DatasetInfo) -> jax.Array:
+    """Pipeline-normalised images -> [-1, 1] (the decoder's tanh range)."""
+    mean, std = jnp.asarray(info.mean), jnp.asarray(info.std)
+    return pixels.symmetric_from_unit(pixels.unit_from_normalised(images, mean, std))
+
+
+def apply_model(module: nn.Module, params, state, x, train: bool = True):
+    """Applies an encoder or decoder ``module``; in training returns ``(out, new non-param state)``."""
+    if not train:
+        return module.apply({"params": params, **state}, x, train=False), state
+    out, new_state = module.apply({"params": params, **state}, x, train=True, mutable=list(state))
+    return out, dict(new_state)
+
+
+def make_closed_loop(encoder, decoder):
+    """Jitted evaluation pass ``x -> (z, x_hat, z_hat)`` (frozen statistics)."""
+
+    @jax.jit
+    def closed_loop(state: CTRLState, x):
+        z, _ = apply_model(encoder, state.enc_params, state.enc_state, x, train=False)
+        x_hat, _ = apply_model(decoder, state.dec_params, state.dec_state, z, train=False)
+        z_hat, _ = apply_model(encoder, state.enc_params, state.enc_state, x_hat, train=False)
+        return z, x_hat, z_hat
+
+    return closed_loop

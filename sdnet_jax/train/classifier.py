@@ -19,108 +19,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from sdnet_jax import checks, models, ops
-from sdnet_jax.data import input_pipeline, on_device
+from sdnet_jax import models
+from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import masked
 from sdnet_jax.runs.classifier import TrainState, build_model, make_init_state, make_optimizer
-from sdnet_jax.runs.common import DTYPES, data_source, num_train_steps
-from sdnet_jax.runtime import optim, parallel
+from sdnet_jax.runs.common import data_source, num_train_steps
+from sdnet_jax.runs.validation import validate_classifier as validate_config
+from sdnet_jax.runtime import parallel
 from sdnet_jax.train import inputs, loop
 from sdnet_jax.viz import atom_grid
-
-# ----------------------------------------------------------------------------- config
-
-
-def validate_csc(csc: Any, where: str = "config.model.csc") -> None:
-    """Checks CSC layer options (keys and values) with errors naming the field."""
-    unknown = sorted(set(csc.keys()) - set(models.CSC_OPTIONS))
-    checks.require(
-        not unknown, f"{where} has unknown option(s) {unknown}; valid: {models.CSC_OPTIONS}."
-    )
-    if "lam" in csc:
-        checks.require(csc.lam >= 0, f"{where}.lam must be >= 0, got {csc.lam!r}.")
-    if "mu" in csc:
-        checks.require(csc.mu >= 0, f"{where}.mu must be >= 0, got {csc.mu!r}.")
-    for name, minimum in [("num_iters", 1), ("power_iters", 0), ("init_power_iters", 1)]:
-        if name in csc:
-            value = csc[name]
-            checks.require(
-                checks.is_int(value) and value >= minimum,
-                f"{where}.{name} must be an integer >= {minimum}, got {value!r}.",
-            )
-    if "method" in csc:
-        checks.require(csc.method in ops.METHODS, f"{where}.method must be one of {ops.METHODS}.")
-    if "grad" in csc:
-        checks.require(csc.grad in ops.GRAD_MODES, f"{where}.grad must be one of {ops.GRAD_MODES}.")
-
-
-def validate_schedule(config: Any) -> None:
-    """Checks the fields shared by every training config (steps, batch, intervals, seed)."""
-    checks.require(
-        checks.is_int(config.batch_size) and config.batch_size > 0,
-        f"config.batch_size must be a positive integer, got {config.batch_size!r}.",
-    )
-    parallel.check_batch_size(config.batch_size, "config.batch_size")
-    parallel.check_batch_size(config.eval_batch_size, "config.eval_batch_size")
-    checks.require(
-        config.num_train_steps > 0 or config.num_epochs > 0,
-        "set config.num_train_steps or config.num_epochs to a positive value.",
-    )
-    for name in ("log_every_steps", "checkpoint_every_steps", "max_to_keep"):
-        value = config[name]
-        checks.require(
-            checks.is_int(value) and value >= 1, f"config.{name} must be an integer >= 1."
-        )
-    checks.require(
-        checks.is_int(config.eval_every_steps) and config.eval_every_steps >= 0,
-        "config.eval_every_steps must be an integer >= 0 (0: evaluate only at the end).",
-    )
-
-
-def validate_config(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
-    """Raises a ``ValueError`` naming the first bad field; returns the data set's info.
-
-    Runs before anything is compiled; opening the data set is a file check, so missing data is
-    reported here with the command that prepares it.
-    """
-    checks.require(
-        config.task == "classifier", f"config.task must be 'classifier', got {config.task!r}."
-    )
-    m = config.model
-    checks.require(
-        m.name in models.MODELS,
-        f"config.model.name {m.name!r} is not one of {list(models.MODELS)}.",
-    )
-    checks.require(
-        m.stem in ("cifar", "imagenet"), "config.model.stem must be 'cifar' or 'imagenet'."
-    )
-    checks.require(m.dtype in DTYPES, f"config.model.dtype must be one of {list(DTYPES)}.")
-    checks.require(
-        checks.is_int(m.width) and m.width >= 1, "config.model.width must be a positive integer."
-    )
-    checks.require(
-        all(checks.is_int(n) and n >= 1 for n in m.stage_sizes),
-        f"config.model.stage_sizes must be positive integers (or empty), got {m.stage_sizes!r}.",
-    )
-    validate_csc(m.csc)
-    d = config.data
-    base = d.name.split("/")[0]
-    checks.require(
-        base in input_pipeline.SUPPORTED,
-        f"config.data.name {d.name!r} is not one of {list(input_pipeline.SUPPORTED)}.",
-    )
-    checks.require(
-        d.augment in input_pipeline.AUGMENTATIONS,
-        f"config.data.augment must be one of {input_pipeline.AUGMENTATIONS}.",
-    )
-    checks.require(
-        d.get("pipeline", "auto") in on_device.PIPELINES,
-        f"config.data.pipeline must be one of {on_device.PIPELINES}, got {d.get('pipeline')!r}.",
-    )
-    optim.validate(config.optim, "config.optim")
-    validate_schedule(config)
-    return input_pipeline.get_info(d.name, **data_source(d))
-
 
 # ----------------------------------------------------------------------------- steps
 

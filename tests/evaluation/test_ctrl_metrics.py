@@ -12,6 +12,9 @@ from PIL import Image
 from sdnet_jax.evaluation import ctrl_metrics as cm
 from sdnet_jax.evaluation import feature_nets as fn
 
+# These tests share the session's trained tiny models: one pytest-xdist worker trains them once.
+pytestmark = pytest.mark.xdist_group("trained_tiny_models")
+
 # ----------------------------------------------------------------------------- PSNR / MSE
 
 

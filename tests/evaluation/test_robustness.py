@@ -23,6 +23,9 @@ from sdnet_jax.evaluation import robustness
 from sdnet_jax.runtime import parallel
 from tests.helpers import ROOT
 
+# These tests share the session's trained tiny models: one pytest-xdist worker trains them once.
+pytestmark = pytest.mark.xdist_group("trained_tiny_models")
+
 LAMS = (0.05, 0.1, 0.3, 1.0)  # the digits SDNet is trained at λ = 0.1
 LARGE_EPS = 0.3  # ℓ∞ in [0, 1] pixels: far beyond what the tiny model resists
 

@@ -100,9 +100,6 @@ def test_rates_match_numpy(m, d, eps_sq):
     np.testing.assert_allclose(
         ops.pairwise_rate_reduction(z, z_hat, eps_sq), pair_np(z, z_hat, eps_sq), rtol=1e-11
     )
-    np.testing.assert_allclose(
-        ops.ctrl_binary_objective(z, z_hat, eps_sq), pair_np(z, z_hat, eps_sq), rtol=1e-11
-    )
     # more classes than dims (the outer-product Gram on the d × d path)
     y8 = labels_for(m, 8, seed=1)
     np.testing.assert_allclose(
@@ -117,7 +114,7 @@ def test_binary_equals_two_class_rate_reduction_for_equal_sizes():
     union = np.vstack([z, z_hat])
     two_class = np.r_[np.zeros(9, int), np.ones(9, int)]
     np.testing.assert_allclose(
-        ops.ctrl_binary_objective(z, z_hat), ops.rate_reduction(union, two_class, 2), rtol=1e-12
+        ops.pairwise_rate_reduction(z, z_hat), ops.rate_reduction(union, two_class, 2), rtol=1e-12
     )
 
 
@@ -145,10 +142,10 @@ def test_ctrl_terms_match_numpy(m, d):
 def test_unsupervised_matches_numpy(m, d, pairwise):
     z = sphere(0, m, d)
     z_hat = sphere(1, m, d)
-    got = ops.ctrl_unsupervised_objective(z, z_hat, lam=0.3, pairwise=pairwise)
+    got = ops.ctrl_unsupervised_objective(z, z_hat, lam=0.3, distance=pairwise)
     np.testing.assert_allclose(got, unsup_np(z, z_hat, 0.3, pairwise), rtol=1e-11)
     # identical reconstructions: no distance penalty, pairwise term = R(Z ∪ Z) − R(Z)
-    same = ops.ctrl_unsupervised_objective(z, z, lam=5.0, pairwise=pairwise)
+    same = ops.ctrl_unsupervised_objective(z, z, lam=5.0, distance=pairwise)
     np.testing.assert_allclose(same, r_np(np.vstack([z, z])), rtol=1e-11)
 
 
@@ -291,7 +288,7 @@ def test_jit_matches_eager():
         lambda z, zh, y: ops.pairwise_rate_reduction(z, zh),
         lambda z, zh, y: ops.ctrl_multiclass_objective(z, zh, y, 3),
         lambda z, zh, y: ops.ctrl_terms(z, zh, y, 3)["pairwise"],
-        lambda z, zh, y: ops.ctrl_binary_objective(z, zh),
+        lambda z, zh, y: ops.pairwise_rate_reduction(z, zh),
         lambda z, zh, y: ops.ctrl_unsupervised_objective(z, zh, 0.5, "cosine"),
     ]
     for f in calls:
@@ -309,7 +306,7 @@ def test_low_precision_inputs_are_upcast():
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out, dr_np(np.asarray(low, np.float64), y, 2), rtol=1e-4)
     assert ops.coding_rate(low).dtype == jnp.float32
-    assert ops.ctrl_binary_objective(low, jnp.asarray(z, jnp.float16)).dtype == jnp.float32
+    assert ops.pairwise_rate_reduction(low, jnp.asarray(z, jnp.float16)).dtype == jnp.float32
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,7 +343,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="z_hat must have the shape of z"):
         ops.ctrl_multiclass_objective(z, jnp.ones((5, 4)), y, 2)
     with pytest.raises(ValueError, match="z_hat must have rank 2"):
-        ops.ctrl_binary_objective(z, jnp.ones(4))
+        ops.pairwise_rate_reduction(z, jnp.ones(4))
     with pytest.raises(ValueError, match="pairwise must be one of"):
         ops.ctrl_unsupervised_objective(z, z, 1.0, "l1")
     with pytest.raises(ValueError, match="lam"):

@@ -10,11 +10,12 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import tensorflow_datasets as tfds
 
 from benchmarks import ctrl_transfer
-from sdnet_jax import runs
+from sdnet_jax import models, ops, runs
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.runtime import optim
 from sdnet_jax.train import ctrl
@@ -80,15 +81,15 @@ def _game(config_overrides=None):
             validation_size=200,
         )
     )  # fmt: skip
-    x = ctrl.to_symmetric(jnp.asarray(batch["image"]), info)
+    x = runs.ctrl.to_symmetric(jnp.asarray(batch["image"]), info)
     labels = jnp.asarray(batch["label"])
     objective = ctrl.objective_fn(config, info.num_classes)
 
     @jax.jit
     def terms(state):  # (T, D) on the batch as the train step sees it (batch statistics)
-        z, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x)
-        x_hat, _ = ctrl._run(decoder, state.dec_params, state.dec_state, z)
-        z_hat, _ = ctrl._run(encoder, state.enc_params, state.enc_state, x_hat)
+        z, _ = runs.ctrl.apply_model(encoder, state.enc_params, state.enc_state, x)
+        x_hat, _ = runs.ctrl.apply_model(decoder, state.dec_params, state.dec_state, z)
+        z_hat, _ = runs.ctrl.apply_model(encoder, state.enc_params, state.enc_state, x_hat)
         return objective(z, z_hat, labels)
 
     return SimpleNamespace(
@@ -128,11 +129,11 @@ def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
 def test_decoder_gradient_flows_through_the_closed_loop():
     g = _game()
     state = g.state
-    z, _ = ctrl._run(g.encoder, state.enc_params, state.enc_state, g.x)
+    z, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, g.x)
 
     def t_of_dec(dec_params):  # only through z_hat = f(g(z)): z is a constant
-        x_hat, _ = ctrl._run(g.decoder, dec_params, state.dec_state, z)
-        z_hat, _ = ctrl._run(g.encoder, state.enc_params, state.enc_state, x_hat)
+        x_hat, _ = runs.ctrl.apply_model(g.decoder, dec_params, state.dec_state, z)
+        z_hat, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, x_hat)
         return g.objective(z, z_hat, g.labels)[0]
 
     grads = jax.grad(t_of_dec)(state.dec_params)
@@ -186,7 +187,7 @@ def test_decoder_only_terms_are_invisible_to_the_encoder():
 
 def _code_distance(g, state):
     z, _, codes = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, g.x)
-    x_hat, _ = ctrl._run(g.decoder, state.dec_params, state.dec_state, z)
+    x_hat, _ = runs.ctrl.apply_model(g.decoder, state.dec_params, state.dec_state, z)
     _, _, codes_hat = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, x_hat)
     return float(ctrl.code_distance(codes, codes_hat)), codes
 
@@ -228,6 +229,63 @@ def test_encoder_learning_rate_scale():
     np.testing.assert_allclose(up_enc["w"], 0.25 * up_dec["w"], rtol=1e-6)
 
 
+def test_encoder_learning_rate_is_unscaled_during_the_warmup():
+    config = load_config("ctrl_digits_csc")
+    config.ctrl.enc_lr_scale, config.ctrl.warmup_steps = 0.25, 2
+    config.optim.schedule = "constant"
+    info = ctrl.validate_config(config)
+    _, tx_enc, tx_dec = runs.ctrl.make_optimizers(config, info)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.asarray([1.0, -2.0, 3.0])}
+    s_enc, s_dec = tx_enc.init(params), tx_dec.init(params)
+    ratios = []
+    for _ in range(4):  # the same gradients: Adam's updates differ by the learning rate only
+        up_enc, s_enc = tx_enc.update(grads, s_enc, params)
+        up_dec, s_dec = tx_dec.update(grads, s_dec, params)
+        ratios.append(float(up_enc["w"][0] / up_dec["w"][0]))
+    np.testing.assert_allclose(ratios, [1.0, 1.0, 0.25, 0.25], rtol=1e-6)
+
+
+def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
+    g = _game()
+    frozen = optim.make_optimizer(g.config.optim, 0.0)
+    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    num_classes = g.info.num_classes
+    make = lambda warmup: jax.jit(
+        ctrl.make_train_step(
+            g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info,
+            warmup_steps=warmup, num_classes=num_classes,
+        )
+    )  # fmt: skip
+
+    def delta_r(enc_params, enc_state=g.state.enc_state):
+        z, new_state = runs.ctrl.apply_model(g.encoder, enc_params, enc_state, g.x)
+        return ops.rate_reduction(z, g.labels, num_classes), new_state
+
+    # by hand: one optimizer step on -ΔR(Z) (no decoder pass), then the unit-norm projection
+    (value, enc_state), grads = jax.value_and_grad(lambda p: tuple_neg(delta_r(p)), has_aux=True)(
+        g.state.enc_params
+    )
+    updates, _ = g.tx.update(grads, g.state.enc_opt, g.state.enc_params)
+    expected = models.project_dictionaries(optax.apply_updates(g.state.enc_params, updates))
+    warm, metrics = make(2)(g.state, batch)
+    assert _leaves_close(warm.enc_params, expected)
+    assert _leaves_close(warm.enc_state, enc_state)
+    np.testing.assert_allclose(float(metrics["objective_encoder_step"]), -float(value), rtol=1e-5)
+    assert float(delta_r(warm.enc_params)[0]) > -float(value)  # ΔR(Z) went up
+    # the game's encoder step from step 2 on: the same as without a warmup
+    at_two = g.state.replace(step=jnp.asarray(2, jnp.int32))
+    assert _leaves_close(make(2)(at_two, batch)[0].enc_params, make(0)(at_two, batch)[0].enc_params)
+    assert not _leaves_close(warm.enc_params, make(0)(g.state, batch)[0].enc_params)
+    with pytest.raises(ValueError, match="num_classes"):
+        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
+                             warmup_steps=3)  # fmt: skip
+
+
+def tuple_neg(pair):
+    return -pair[0], pair[1]
+
+
 def test_ctrl_resume_equals_uninterrupted(tmp_path):
     config = load_config("ctrl_digits_csc", "smoke")
     config.num_train_steps = 4
@@ -260,6 +318,7 @@ def test_ctrl_resume_equals_uninterrupted(tmp_path):
         ("ctrl", "pair_players", "encoder"),
         ("ctrl", "code_lam", -1.0),
         ("ctrl", "enc_lr_scale", 0.0),
+        ("ctrl", "warmup_steps", -1),
         ("model", "name", "vae"),
         ("optim", "lr", -1.0),
     ],

@@ -46,6 +46,18 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     return c
 
 
+def small_batch_recipe(warmup_steps: int) -> dict:
+    """Overrides of the small-batch recipe (docs/ctrl_recipe_log.md; :func:`config` keywords): the
+    reference game (multi-class T, no sample-wise feature term) with (1) an encoder warm-up: for
+    the first ``warmup_steps`` steps the encoder maximises ΔR(Z) alone at the full learning rate,
+    (2) then an encoder 50x slower than the decoder, and (3) the decoder-only sample-wise code
+    consistency C (weight 10), at lr 1e-3."""
+    return dict(
+        ctrl__pair_lam=0.0, ctrl__code_lam=10.0, ctrl__enc_lr_scale=0.02,
+        ctrl__warmup_steps=warmup_steps, optim__lr=1e-3,
+    )  # fmt: skip
+
+
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The tiny form: two narrow stages, a few steps, small batches and evaluations."""
     c.model.channels = (4, 8)

@@ -6,8 +6,7 @@ from configs import ctrl_base
 
 def get_config(arg=None):
     return ctrl_base.config(
-        "fashion_mnist", "dcgan", arg, model__channels=(32, 64), batch_size=256, num_epochs=3.0,
-        ctrl__pair_lam=0.0, ctrl__code_lam=10.0, ctrl__enc_lr_scale=0.2, optim__lr=1e-3,
+        "fashion_mnist", "dcgan", arg, model__channels=(32, 64), batch_size=256, num_epochs=2.0,
         data__validation_size=5000, log_every_steps=20, eval_every_steps=215,
-        checkpoint_every_steps=100,
+        checkpoint_every_steps=100, **ctrl_base.small_batch_recipe(warmup_steps=150),
     )  # fmt: skip

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(  # the classifier configs
     os.path.basename(p)[:-3]
     for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-    if not os.path.basename(p).startswith(("__", "classifier_base", "ctrl"))
+    if not os.path.basename(p).startswith(("__", "classifier_base", "common", "ctrl"))
 )
 CTRL_CONFIGS = sorted(
     os.path.basename(p)[:-3]

@@ -47,7 +47,7 @@ def tiny_eval(output_dir: str, **overrides: Any):
     return e
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sdnet_run(sdnet_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The SDNet evaluated in-process, with spies on the splits read and on the rule's fit."""
     reads: list[str] = []

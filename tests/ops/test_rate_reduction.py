@@ -344,7 +344,7 @@ def test_bad_input_raises():
         ops.ctrl_multiclass_objective(z, jnp.ones((5, 4)), y, 2)
     with pytest.raises(ValueError, match="z_hat must have rank 2"):
         ops.pairwise_rate_reduction(z, jnp.ones(4))
-    with pytest.raises(ValueError, match="pairwise must be one of"):
+    with pytest.raises(ValueError, match="distance must be one of"):
         ops.ctrl_unsupervised_objective(z, z, 1.0, "l1")
     with pytest.raises(ValueError, match="lam"):
         ops.ctrl_unsupervised_objective(z, z, -1.0)

@@ -69,6 +69,7 @@ def _game(config_overrides=None):
     config.model.channels = (8, 16)
     config.model.feature_dim = 16
     config.optim.lr = 1e-3
+    config.ctrl.warmup_steps = 0  # the game itself (the warm-up has its own test)
     for k, v in (config_overrides or {}).items():
         config.ctrl[k] = v
     info = ctrl.validate_config(config)
@@ -219,7 +220,7 @@ def test_decoder_step_lowers_the_code_consistency():
 
 def test_encoder_learning_rate_scale():
     config = load_config("ctrl_digits_csc")
-    config.ctrl.enc_lr_scale = 0.25
+    config.ctrl.enc_lr_scale, config.ctrl.warmup_steps = 0.25, 0
     info = ctrl.validate_config(config)
     _, tx_enc, tx_dec = runs.ctrl.make_optimizers(config, info)
     params = {"w": jnp.ones(3)}

@@ -269,15 +269,17 @@ def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
     )
     updates, _ = g.tx.update(grads, g.state.enc_opt, g.state.enc_params)
     expected = models.project_dictionaries(optax.apply_updates(g.state.enc_params, updates))
-    warm, metrics = make(2)(g.state, batch)
+    warmup_step, game_step = make(2), make(0)
+    warm, metrics = warmup_step(g.state, batch)
     assert _leaves_close(warm.enc_params, expected)
     assert _leaves_close(warm.enc_state, enc_state)
     np.testing.assert_allclose(float(metrics["objective_encoder_step"]), -float(value), rtol=1e-5)
     assert float(delta_r(warm.enc_params)[0]) > -float(value)  # ΔR(Z) went up
     # the game's encoder step from step 2 on: the same as without a warmup
     at_two = g.state.replace(step=jnp.asarray(2, jnp.int32))
-    assert _leaves_close(make(2)(at_two, batch)[0].enc_params, make(0)(at_two, batch)[0].enc_params)
-    assert not _leaves_close(warm.enc_params, make(0)(g.state, batch)[0].enc_params)
+    after = warmup_step(at_two, batch)[0].enc_params
+    assert _leaves_close(after, game_step(at_two, batch)[0].enc_params)
+    assert not _leaves_close(warm.enc_params, game_step(g.state, batch)[0].enc_params)
     with pytest.raises(ValueError, match="num_classes"):
         ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
                              warmup_steps=3)  # fmt: skip

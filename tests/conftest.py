@@ -9,22 +9,22 @@ are small fakes written by :mod:`tests.data.fakes` and prepared once per session
 ``prepare`` command into a temporary ``data_dir`` (``fashion_mnist_dir``, ``cifar10_dir``). CI runs
 the suite with an empty ``HOME`` and ``TFDS_DATA_DIR`` so a hidden dependency fails there."""
 
+import atexit
 import dataclasses
 import os
+import shutil
 import tempfile
 from typing import Any
 
-# One persistent XLA compilation cache per test run (``make test`` runs two pytest-xdist workers;
-# they, and every subprocess a test starts, inherit it through the environment), so a program
-# compiled once — the same tiny model in a subprocess, a notebook or the other worker — is not
-# compiled again. Set before jax is imported; a fresh folder per run (CI starts cold).
+# One persistent XLA compilation cache per test run: the first process (pytest, or pytest-xdist's
+# controller under `make test`) makes a temporary folder and removes it at exit; its workers and every
+# subprocess a test starts inherit it through the environment, so a program compiled once — the same
+# tiny model in a subprocess, a notebook or the other worker — is not compiled again. Set before jax
+# is imported; a fresh folder per run (CI starts cold).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = (
-        os.path.join(tempfile.gettempdir(), f"sdnet_jax_test_xla_cache_{_run_id}")
-        if _run_id
-        else tempfile.mkdtemp(prefix="sdnet_jax_test_xla_cache_")
-    )
+    _cache = tempfile.mkdtemp(prefix="sdnet_jax_test_xla_cache_")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 

@@ -346,7 +346,7 @@ def measure(solver: Solver, f_star: float, repeats: int, gaps_of: dict) -> dict:
 
 
 def run_case(case: str, args) -> dict:
-    x64, kernel64, source = build_problem(case)
+    x64, kernel64, source = build_problem(case, num_crops=args.crops, size=args.size)
     lam = args.lam
     start = time.perf_counter()
     f_star, kkt = reference(x64, kernel64, lam, args.reference_iters)
@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--cases", nargs="+", default=["grey", "colour"], choices=["grey", "colour"]
     )
     parser.add_argument("--lam", type=float, default=0.1)
+    parser.add_argument("--crops", type=int, default=16, help="signals per case")
+    parser.add_argument("--size", type=int, default=32, help="crop height and width")
     parser.add_argument(
         "--solvers",
         nargs="+",

@@ -61,7 +61,8 @@ def test_backprop_memory(tmp_path):
 def test_solver_accuracy_and_report(tmp_path):
     # a subprocess: the benchmark enables float64 globally for its reference solution
     out = tmp_path / "solver_accuracy.json"
-    args = ["--cases", "grey", "--max-iters", "120", "--reference-iters", "120", "--json", str(out)]
+    args = ["--cases", "grey", "--crops", "2", "--size", "16", "--max-iters", "120"]
+    args += ["--reference-iters", "120", "--json", str(out)]
     args += ["--solvers", "ours admm (fft)", "ours fista (fft)"]
     subprocess.run([sys.executable, "-m", "benchmarks.solver_accuracy", *args], check=True)
     (case,) = json.loads(out.read_text())["cases"]

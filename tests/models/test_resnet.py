@@ -85,29 +85,35 @@ def test_forward_under_jit(name):
 
 
 def test_train_mode_updates_state_and_lambda_reaches_csc_layers():
+    # jitted (λ traced): one compile per program instead of op-by-op dispatch
     model = models.get_model("sdnet18", num_classes=5, width=4)
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
-    variables = model.init(jax.random.key(0), x)
-    _, new = model.apply(variables, x, train=True, mutable=["batch_stats", "power_iteration"])
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    train = jax.jit(
+        lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats", "power_iteration"])
+    )
+    _, new = train(variables, x)
     for col in ("batch_stats", "power_iteration"):
         changed = jax.tree_util.tree_map(
             lambda a, b: not np.allclose(a, b), variables[col], new[col]
         )
         assert any(jax.tree_util.tree_leaves(changed)), col
-    eval_logits = model.apply(variables, x)
-    assert not np.allclose(model.apply(variables, x, lam=0.5), eval_logits)
-    assert not np.allclose(model.apply(variables, x, stem_lam=0.5), eval_logits)
+    apply = jax.jit(lambda v, x, **kw: model.apply(v, x, **kw))
+    eval_logits = apply(variables, x)
+    assert not np.allclose(apply(variables, x, lam=0.5), eval_logits)
+    assert not np.allclose(apply(variables, x, stem_lam=0.5), eval_logits)
     resnet = models.get_model("resnet18", num_classes=5, width=4)
-    rv = resnet.init(jax.random.key(0), x)
-    np.testing.assert_array_equal(resnet.apply(rv, x, lam=0.5), resnet.apply(rv, x))
+    rv = jax.jit(resnet.init)(jax.random.key(0), x)
+    apply_resnet = jax.jit(lambda v, x, **kw: resnet.apply(v, x, **kw))
+    np.testing.assert_array_equal(apply_resnet(rv, x, lam=0.5), apply_resnet(rv, x))
 
 
 def test_bfloat16_compute_and_imagenet_shapes():
     model = models.get_model("sdnet18_all", num_classes=3, width=4, dtype=jnp.bfloat16)
     x = jnp.ones((1, 32, 32, 3))
-    variables = model.init(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables["params"]))
-    assert model.apply(variables, x).dtype == jnp.float32
+    assert jax.jit(model.apply)(variables, x).dtype == jnp.float32
     for stem, hw in [("cifar", 32), ("imagenet", 224)]:
         m = models.get_model("sdnet18", num_classes=10, stem=stem)
         v = _abstract_variables(m, hw)

@@ -126,7 +126,8 @@ def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skippe
     proc = subprocess.Popen(
         _main_command(
             workdir, "--config.num_train_steps=100000", "--config.log_every_steps=1",
-            "--config.model.width=4", "--config.checkpoint_every_steps=100000",
+            "--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)",
+            "--config.checkpoint_every_steps=100000",
         ),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -141,8 +142,9 @@ def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skippe
     junk = os.path.join(workdir, "checkpoints", f"{stopped + 50}.orbax-checkpoint-tmp-123")
     os.makedirs(junk)
     open(os.path.join(junk, "garbage"), "w").write("not a checkpoint")
-    config = load_config("digits_sdnet", None)  # the run above: the full config, width 4
+    config = load_config("digits_sdnet", None)  # the run above: the full config, width 4, 1 block
     config.model.width = 4
+    config.model.stage_sizes = (1, 1, 1, 1)
     config.num_train_steps = stopped + 2
     results = classifier.train_and_evaluate(config, workdir)
     assert results["final"]["step"] == stopped + 2

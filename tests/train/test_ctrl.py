@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -17,7 +18,6 @@ import tensorflow_datasets as tfds
 from benchmarks import ctrl_transfer
 from sdnet_jax import models, ops, runs
 from sdnet_jax.data import input_pipeline
-from sdnet_jax.runtime import optim
 from sdnet_jax.train import ctrl
 from tests.helpers import CTRL_CONFIGS, data_context, load_config
 
@@ -65,17 +65,29 @@ def test_two_step_run(name, tmp_path):
 
 
 def _game(config_overrides=None):
+    """A tiny CTRL game on a digits batch (built once per set of ``config.ctrl`` overrides: the
+    tests only read it; every step returns a new state)."""
+    return _build_game(tuple(sorted((config_overrides or {}).items())))
+
+
+@functools.cache
+def _build_game(ctrl_overrides):
     config = load_config("ctrl_digits_csc")
     config.model.channels = (8, 16)
     config.model.feature_dim = 16
     config.optim.lr = 1e-3
     config.ctrl.warmup_steps = 0  # the game itself (the warm-up has its own test)
-    for k, v in (config_overrides or {}).items():
+    for k, v in ctrl_overrides:
         config.ctrl[k] = v
     info = ctrl.validate_config(config)
     encoder, decoder = runs.ctrl.build_models(config, info)
-    tx = optim.make_optimizer(config.optim, config.optim.lr)
-    state = runs.ctrl.make_init_state(encoder, decoder, tx, tx, info.image_shape)(jax.random.key(0))
+    # the config's Adam with its learning rate in the optimizer state, so that freezing a player
+    # (`frozen(state, ...)`) is a state value and both players' steps share one compiled program
+    o = config.optim
+    assert o.name == "adam" and not o.weight_decay
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=o.lr, b1=o.b1, b2=o.b2)
+    init = jax.jit(runs.ctrl.make_init_state(encoder, decoder, tx, tx, info.image_shape))
+    state = init(jax.random.key(0))
     batch = next(
         input_pipeline.train_iterator(
             "digits", data_dir=None, global_batch_size=64, seed=0, augment="none",
@@ -93,8 +105,15 @@ def _game(config_overrides=None):
         z_hat, _ = runs.ctrl.apply_model(encoder, state.enc_params, state.enc_state, x_hat)
         return objective(z, z_hat, labels)
 
+    def frozen(state, player):  # the state with a zero learning rate for "enc" or "dec"
+        opt = getattr(state, f"{player}_opt")
+        hyper = dict(
+            opt.hyperparams, learning_rate=jnp.zeros_like(opt.hyperparams["learning_rate"])
+        )
+        return state.replace(**{f"{player}_opt": opt._replace(hyperparams=hyper)})
+
     return SimpleNamespace(
-        config=config, encoder=encoder, decoder=decoder, tx=tx, state=state, batch=batch,
+        frozen=frozen, config=config, encoder=encoder, decoder=decoder, tx=tx, state=state, batch=batch,
         info=info, objective=objective, terms=terms, value=lambda s: terms(s)[0], x=x,
         labels=labels,
     )  # fmt: skip
@@ -103,19 +122,13 @@ def _game(config_overrides=None):
 @pytest.mark.parametrize("objective", ["multiclass", "binary"])
 def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
     g = _game({"objective": objective})
-    # one player at a time: the other gets a zero-learning-rate optimizer
-    frozen = optim.make_optimizer(g.config.optim, 0.0)
-    enc_only = jax.jit(
-        ctrl.make_train_step(g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info)
-    )
-    dec_only = jax.jit(
-        ctrl.make_train_step(g.encoder, g.decoder, frozen, g.tx, g.objective, 1, g.info)
-    )
+    # one player at a time: the other's learning rate is zero
+    step = jax.jit(ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info))
     batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
     state = g.state
     before = float(g.value(state))
-    after_enc, _ = enc_only(state, batch)
-    after_dec, _ = dec_only(state, batch)
+    after_enc, _ = step(g.frozen(state, "dec"), batch)
+    after_dec, _ = step(g.frozen(state, "enc"), batch)
     assert float(g.value(after_enc)) > before
     assert float(g.value(after_dec)) < before
     # the frozen player's parameters did not move (up to re-projecting unit-norm atoms)
@@ -137,7 +150,7 @@ def test_decoder_gradient_flows_through_the_closed_loop():
         z_hat, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, x_hat)
         return g.objective(z, z_hat, g.labels)[0]
 
-    grads = jax.grad(t_of_dec)(state.dec_params)
+    grads = jax.jit(jax.grad(t_of_dec))(state.dec_params)
     norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
     assert all(np.isfinite(norms)) and max(norms) > 0
 
@@ -146,14 +159,13 @@ def test_sample_wise_term_is_reduced_by_both_players():
     # unsupervised game: encoder loss -T + lam*D, decoder loss T + lam*D; each step lowers its own
     lam = 3.0
     g = _game({"objective": "unsupervised", "pair_lam": lam})
-    frozen = optim.make_optimizer(g.config.optim, 0.0)
-    step = lambda tx_e, tx_d: jax.jit(
-        ctrl.make_train_step(g.encoder, g.decoder, tx_e, tx_d, g.objective, 1, g.info, lam)
+    step = jax.jit(
+        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, lam)
     )
     batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
     t0, d0 = map(float, g.terms(g.state))
-    t_enc, d_enc = map(float, g.terms(step(g.tx, frozen)(g.state, batch)[0]))
-    t_dec, d_dec = map(float, g.terms(step(frozen, g.tx)(g.state, batch)[0]))
+    t_enc, d_enc = map(float, g.terms(step(g.frozen(g.state, "dec"), batch)[0]))
+    t_dec, d_dec = map(float, g.terms(step(g.frozen(g.state, "enc"), batch)[0]))
     assert -t_enc + lam * d_enc < -t0 + lam * d0
     assert t_dec + lam * d_dec < t0 + lam * d0
     assert d_dec < d0  # the decoder moves the re-encodings towards the encodings
@@ -169,14 +181,11 @@ def _leaves_close(a, b):
 def test_decoder_only_terms_are_invisible_to_the_encoder():
     # pair_players='decoder' and code_lam: the encoder's step is the reference encoder step
     g = _game()
-    frozen = optim.make_optimizer(g.config.optim, 0.0)
     batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
 
     def enc_step(**kw):
-        step = ctrl.make_train_step(
-            g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info, **kw
-        )
-        return jax.jit(step)(g.state, batch)[0].enc_params
+        step = ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, **kw)
+        return jax.jit(step)(g.frozen(g.state, "dec"), batch)[0].enc_params
 
     reference = enc_step(pair_lam=0.0)
     assert _leaves_close(enc_step(pair_lam=5.0, pair_players="decoder", code_lam=7.0), reference)
@@ -196,18 +205,15 @@ def _code_distance(g, state):
 def test_decoder_step_lowers_the_code_consistency():
     lam = 50.0  # large enough that C dominates T in the decoder's loss
     g = _game()
-    frozen = optim.make_optimizer(g.config.optim, 0.0)
     step = jax.jit(
-        ctrl.make_train_step(
-            g.encoder, g.decoder, frozen, g.tx, g.objective, 1, g.info, code_lam=lam
-        )
+        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, code_lam=lam)
     )
     batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
     c0, codes = _code_distance(g, g.state)
     # one code per encoder stage, the sparse codes before BN: non-negative (nonneg CSC)
     assert [c.shape[-1] for c in codes] == list(g.config.model.channels)
     assert all(float(jnp.min(c)) >= 0 for c in codes)
-    state = g.state
+    state = g.frozen(g.state, "enc")
     for _ in range(3):
         state, metrics = step(state, batch)
     assert np.isclose(float(metrics["code_distance"]), _code_distance(g, state)[0], rtol=0.5)
@@ -249,12 +255,11 @@ def test_encoder_learning_rate_is_unscaled_during_the_warmup():
 
 def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
     g = _game()
-    frozen = optim.make_optimizer(g.config.optim, 0.0)
     batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
     num_classes = g.info.num_classes
     make = lambda warmup: jax.jit(
         ctrl.make_train_step(
-            g.encoder, g.decoder, g.tx, frozen, g.objective, 1, g.info,
+            g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
             warmup_steps=warmup, num_classes=num_classes,
         )
     )  # fmt: skip
@@ -270,16 +275,17 @@ def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
     updates, _ = g.tx.update(grads, g.state.enc_opt, g.state.enc_params)
     expected = models.project_dictionaries(optax.apply_updates(g.state.enc_params, updates))
     warmup_step, game_step = make(2), make(0)
-    warm, metrics = warmup_step(g.state, batch)
+    s0 = g.frozen(g.state, "dec")  # the encoder's steps alone
+    warm, metrics = warmup_step(s0, batch)
     assert _leaves_close(warm.enc_params, expected)
     assert _leaves_close(warm.enc_state, enc_state)
     np.testing.assert_allclose(float(metrics["objective_encoder_step"]), -float(value), rtol=1e-5)
     assert float(delta_r(warm.enc_params)[0]) > -float(value)  # ΔR(Z) went up
     # the game's encoder step from step 2 on: the same as without a warmup
-    at_two = g.state.replace(step=jnp.asarray(2, jnp.int32))
+    at_two = s0.replace(step=jnp.asarray(2, jnp.int32))
     after = warmup_step(at_two, batch)[0].enc_params
     assert _leaves_close(after, game_step(at_two, batch)[0].enc_params)
-    assert not _leaves_close(warm.enc_params, game_step(g.state, batch)[0].enc_params)
+    assert not _leaves_close(warm.enc_params, game_step(s0, batch)[0].enc_params)
     with pytest.raises(ValueError, match="num_classes"):
         ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
                              warmup_steps=3)  # fmt: skip

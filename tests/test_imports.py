@@ -107,3 +107,18 @@ def test_ops_import_only_jax_and_numpy():
                         top = mod.split(".")[0]
                         assert top in {"jax", "numpy", "sdnet_jax", "__future__", "collections",
                                        "functools", "typing", "math", "dataclasses"}, (name, mod)  # fmt: skip
+
+
+MAX_LINES = 600  # issue 14: a module that grows past this owns more than one idea
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {}
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                lines = sum(1 for _ in open(path))
+                if lines > MAX_LINES:
+                    long[os.path.relpath(path, PACKAGE)] = lines
+    assert not long, f"split these modules (more than {MAX_LINES} lines): {long}"

@@ -24,6 +24,10 @@ CTRL_CONFIGS = sorted(
 )
 
 
+# The digits SDNet as the subprocess tests run it: width 4, one block per stage (cheap to compile).
+TINY_MODEL_FLAGS = ("--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)")
+
+
 def load_config(name: str, arg: str | None = "smoke"):
     """``configs/<name>.py``'s ``get_config(arg)`` (default: its tiny 'smoke' form)."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))

@@ -18,6 +18,7 @@ from sdnet_jax.train import classifier
 from tests.helpers import (
     CONFIGS,
     ROOT,
+    TINY_MODEL_FLAGS,
     data_context,
     digits_smoke,
     load_config,
@@ -126,8 +127,7 @@ def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skippe
     proc = subprocess.Popen(
         _main_command(
             workdir, "--config.num_train_steps=100000", "--config.log_every_steps=1",
-            "--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)",
-            "--config.checkpoint_every_steps=100000",
+            *TINY_MODEL_FLAGS, "--config.checkpoint_every_steps=100000",
         ),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -94,8 +94,9 @@ def _build_game(ctrl_overrides):
             validation_size=200,
         )
     )  # fmt: skip
-    x = runs.ctrl.to_symmetric(jnp.asarray(batch["image"]), info)
-    labels = jnp.asarray(batch["label"])
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}  # on device, as the step takes it
+    x = runs.ctrl.to_symmetric(batch["image"], info)
+    labels = batch["label"]
     objective = ctrl.objective_fn(config, info.num_classes)
 
     @jax.jit
@@ -124,7 +125,7 @@ def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
     g = _game({"objective": objective})
     # one player at a time: the other's learning rate is zero
     step = jax.jit(ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info))
-    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    batch = g.batch
     state = g.state
     before = float(g.value(state))
     after_enc, _ = step(g.frozen(state, "dec"), batch)
@@ -162,7 +163,7 @@ def test_sample_wise_term_is_reduced_by_both_players():
     step = jax.jit(
         ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, lam)
     )
-    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    batch = g.batch
     t0, d0 = map(float, g.terms(g.state))
     t_enc, d_enc = map(float, g.terms(step(g.frozen(g.state, "dec"), batch)[0]))
     t_dec, d_dec = map(float, g.terms(step(g.frozen(g.state, "enc"), batch)[0]))
@@ -181,7 +182,7 @@ def _leaves_close(a, b):
 def test_decoder_only_terms_are_invisible_to_the_encoder():
     # pair_players='decoder' and code_lam: the encoder's step is the reference encoder step
     g = _game()
-    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    batch = g.batch
 
     def enc_step(**kw):
         step = ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, **kw)
@@ -208,7 +209,7 @@ def test_decoder_step_lowers_the_code_consistency():
     step = jax.jit(
         ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, code_lam=lam)
     )
-    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    batch = g.batch
     c0, codes = _code_distance(g, g.state)
     # one code per encoder stage, the sparse codes before BN: non-negative (nonneg CSC)
     assert [c.shape[-1] for c in codes] == list(g.config.model.channels)
@@ -255,7 +256,7 @@ def test_encoder_learning_rate_is_unscaled_during_the_warmup():
 
 def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
     g = _game()
-    batch = {k: jnp.asarray(v) for k, v in g.batch.items()}
+    batch = g.batch
     num_classes = g.info.num_classes
     make = lambda warmup: jax.jit(
         ctrl.make_train_step(

@@ -17,7 +17,7 @@ from sdnet_jax import runs
 from sdnet_jax.errors import NonFiniteError, RunError
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.train import classifier, ctrl
-from tests.helpers import ROOT, digits_smoke, load_config
+from tests.helpers import ROOT, TINY_MODEL_FLAGS, digits_smoke, load_config
 
 
 def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess:
@@ -44,8 +44,7 @@ def test_relative_workdir_from_another_directory(tmp_path):
     proc = _run(
         ["sdnet_jax.main", f"--config={ROOT}/configs/digits_sdnet.py", "--workdir=runs/rel",
          "--config.num_train_steps=2", "--config.checkpoint_every_steps=1",
-         "--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)",
-         "--config.eval_every_steps=0"],
+         *TINY_MODEL_FLAGS, "--config.eval_every_steps=0"],
         cwd=os.fspath(tmp_path),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -63,8 +62,7 @@ def test_diverging_classifier_stops_naming_the_step_and_keeps_the_last_good_chec
     workdir = os.fspath(tmp_path / "run")
     proc = _run(
         ["sdnet_jax.main", "--config=configs/digits_sdnet.py", f"--workdir={workdir}",
-         "--config.optim.lr=1e8", "--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)",
-         "--config.checkpoint_every_steps=1",
+         "--config.optim.lr=1e8", *TINY_MODEL_FLAGS, "--config.checkpoint_every_steps=1",
          "--config.log_every_steps=50", "--config.num_train_steps=30"],
         cwd=ROOT,
     )  # fmt: skip

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sdnet_jax import runs
-from tests.helpers import ROOT, wait_for_metric_lines
+from tests.helpers import ROOT, TINY_MODEL_FLAGS, wait_for_metric_lines
 
 pytestmark = pytest.mark.slow  # several local processes
 
@@ -24,8 +24,7 @@ FLAGS = [
     "--config.num_train_steps=4",
     "--config.batch_size=16",
     "--config.eval_batch_size=64",
-    "--config.model.width=4",
-    "--config.model.stage_sizes=(1, 1, 1, 1)",
+    *TINY_MODEL_FLAGS,
     "--config.log_every_steps=1",
     "--config.checkpoint_every_steps=2",
     "--config.eval_every_steps=0",

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 
+import jax
 import tensorflow_datasets as tfds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +27,22 @@ CTRL_CONFIGS = sorted(
 
 # The digits SDNet as the subprocess tests run it: width 4, one block per stage (cheap to compile).
 TINY_MODEL_FLAGS = ("--config.model.width=4", "--config.model.stage_sizes=(1, 1, 1, 1)")
+
+
+@contextlib.contextmanager
+def optimized_xla():
+    """Compiles with XLA's optimisations (level 1) instead of the suite's level 0
+    (``tests/conftest.py``): for code that runs many steps, where level 0's slow programs cost more
+    than level 1's slower compilation."""
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
+OPTIMIZED_XLA_ENV = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "0"}  # the same for a subprocess
 
 
 def load_config(name: str, arg: str | None = "smoke"):

@@ -2,7 +2,7 @@
 
 A reader ("source") is a sequence of examples ``{'image': uint8 (H, W, C), 'label': int, ...}``:
 
-* ``digits`` is embedded (scikit-learn's ``load_digits``), split here into ``train`` / ``test``;
+* ``digits`` is embedded (scikit-learn's digits, the file ``load_digits`` reads), split here into ``train`` / ``test``;
 * every other data set is a TFDS data set read with ``tfds.data_source`` (array_record files,
   random access, no TensorFlow). When its files are missing, :func:`open_splits` raises
   :class:`DatasetNotFoundError` with the ``python -m sdnet_jax.data.prepare`` command that builds
@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import importlib.util
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -300,6 +301,23 @@ class ArraySource:
         return {"image": self.images[index], "label": int(self.labels[index])}
 
 
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``(pixels (1797, 64) in [0, 16], labels)``: the CSV file that
+    ``sklearn.datasets.load_digits`` reads, read here without importing scikit-learn (which takes
+    about 2 s in every process that opens the data set); ``load_digits`` itself if the file is
+    not where scikit-learn ships it."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    if path is None or not os.path.exists(path):
+        from sklearn.datasets import load_digits
+
+        return load_digits(return_X_y=True)
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int)
+
+
 @functools.cache
 def digits_splits() -> tuple[ArraySource, ArraySource]:
     """The embedded data set: scikit-learn's 1797 8×8 digits as uint8 images in [0, 255].
@@ -307,11 +325,9 @@ def digits_splits() -> tuple[ArraySource, ArraySource]:
     A fixed seeded shuffle puts the last ``DIGITS_TEST_FRACTION`` (359 images) in ``test`` and
     the first 1438 in ``train``. Returns ``(train, test)``.
     """
-    from sklearn.datasets import load_digits  # slow import, only needed here
-
-    digits = load_digits()
-    images = np.round(digits.images * (255 / _DIGITS_LEVELS)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int64)
+    pixels, target = _load_digits()
+    images = np.round(pixels * (255 / _DIGITS_LEVELS)).astype(np.uint8).reshape(-1, 8, 8, 1)
+    labels = target.astype(np.int64)
     order = np.random.default_rng(np.random.SeedSequence(_DIGITS_SPLIT_SEED)).permutation(
         len(labels)
     )

@@ -207,7 +207,7 @@ def run(
             if feed is None or step % steps_per_feed == 0:
                 feed = next(batches)
             if acc is None:  # the metrics' names, from the first batch's shapes
-                new_acc = _accumulator(jax.eval_shape(step_fn, shapes, device_arrays, feed)[1])
+                new_acc = _accumulator(jax.eval_shape(step_fn, state, device_arrays, feed)[1])
                 new_acc = jax.jit(new_acc, out_shardings=replicated)
                 acc = new_acc()
             state, acc = train_step(state, acc, device_arrays, feed)

@@ -179,6 +179,20 @@ def test_digits_eval_and_constants():
     np.testing.assert_allclose(pixels.std(), info.std[0], atol=1e-3)
 
 
+def test_digits_file_reader_equals_load_digits(monkeypatch):
+    """The embedded data set is read from scikit-learn's CSV without importing scikit-learn: the
+    same pixels and labels as ``load_digits``, which is also the fallback."""
+    from sklearn.datasets import load_digits
+
+    expected = load_digits(return_X_y=True)
+    for found in (True, False):
+        if not found:
+            monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
+        pixels, labels = datasets._load_digits()
+        np.testing.assert_array_equal(pixels, expected[0])
+        np.testing.assert_array_equal(labels, expected[1])
+
+
 # ------------------------------------------------------------------ tfds.testing.mock_data
 
 MOCKED = [

@@ -123,3 +123,11 @@ def sdnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 def resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A width-8 ResNet-18 trained for ``RESNET_STEPS`` steps on digits (its workdir)."""
     return _train_tiny(os.fspath(tmp_path_factory.mktemp("resnet")), "resnet18", RESNET_STEPS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (the ``slow`` ones: subprocesses, notebooks, several processes, and
+    the group that trains the tiny models), the rest in their usual order: with two pytest-xdist
+    workers a long test that starts last leaves the other worker idle at the end."""
+    long = lambda item: item.get_closest_marker("slow") or item.get_closest_marker("xdist_group")
+    items.sort(key=lambda item: 0 if long(item) else 1)

@@ -1,3 +1,4 @@
+import functools
 import itertools
 
 import jax
@@ -35,13 +36,19 @@ def _dense_problem(m=20, n=40, seed=0):
 CASES = list(itertools.product(ops.METHODS, [False, True], [0.0, 0.3], [1, 2, 3, 5], [False, True]))
 
 
-@pytest.mark.parametrize("method,nonneg,mu,num_iters,warm", CASES)
-def test_solvers_match_reference(method, nonneg, mu, num_iters, warm):
+@functools.cache
+def _reference_problem():
+    """The problem every case of ``test_solvers_match_reference`` solves, built once (float64)."""
     _kernel, x, analysis, _, step = _conv_problem()
     a = operator_matrix(analysis, x.shape).T  # synthesis matrix A
-    z0 = (
-        0.1 * jax.random.normal(jax.random.key(5), analysis(x).shape, jnp.float64) if warm else None
-    )
+    z0 = 0.1 * jax.random.normal(jax.random.key(5), analysis(x).shape, jnp.float64)
+    return x, analysis, step, a, z0
+
+
+@pytest.mark.parametrize("method,nonneg,mu,num_iters,warm", CASES)
+def test_solvers_match_reference(method, nonneg, mu, num_iters, warm):
+    x, analysis, step, a, z0 = _reference_problem()
+    z0 = z0 if warm else None
     got = ops.solve_lasso(
         x,
         analysis,

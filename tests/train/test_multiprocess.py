@@ -4,6 +4,7 @@ another process count."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 
 from sdnet_jax import runs
-from tests.helpers import ROOT, TINY_MODEL_FLAGS, wait_for_metric_lines
+from sdnet_jax.train import classifier
+from tests.helpers import ROOT, TINY_MODEL_FLAGS, load_config, wait_for_metric_lines
 
 pytestmark = pytest.mark.slow  # several local processes
 
@@ -37,6 +39,21 @@ def _params(workdir: str) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
 
 
+def _config(flags: list[str]):
+    """The config that ``python -m sdnet_jax.main`` builds from ``flags`` (literal overrides)."""
+    (path,) = [f.split("=", 1)[1] for f in flags if f.startswith("--config=")]
+    config = load_config(os.path.basename(path)[: -len(".py")], None)
+    for flag in flags:
+        if flag.startswith("--config."):
+            key, value = flag[len("--config.") :].split("=", 1)
+            *parents, leaf = key.split(".")
+            target = config
+            for part in parents:
+                target = target[part]
+            target[leaf] = ast.literal_eval(value)
+    return config
+
+
 def _losses(workdir: str) -> list[float]:
     lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     return [line["train/loss"] for line in lines if "train/loss" in line]
@@ -52,11 +69,7 @@ def test_two_processes_match_one_and_resume_with_one(tmp_path):
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     logs = [open(os.path.join(two, "logs", f"process_{i}.log")).read() for i in range(2)]
     assert "step 4/4" in logs[0] and "step 4/4" not in logs[1]  # only process 0 logs
-    single = subprocess.run(
-        [sys.executable, "-m", "sdnet_jax.main", f"--workdir={one}", *FLAGS],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    assert single.returncode == 0, single.stderr[-3000:]
+    classifier.train_and_evaluate(_config(FLAGS), one)  # one process: this one
 
     # same global batch, same program: the same trajectory and the same parameters
     assert len(_losses(two)) == 4  # written once (process 0 only), not once per process

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 

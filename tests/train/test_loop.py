@@ -113,9 +113,23 @@ def test_prefetcher_stops_its_thread_when_closed():
 
 def test_the_step_path_fetches_only_at_the_log_cadence(tmp_path, monkeypatch):
     """``jax.device_get`` called from loop.py: once for the start step, then once per log line
-    (every 4 steps of 8), not once per step."""
+    (every 4 steps of 8), not once per step. The model's train step is traced once per run (the
+    trace that names the metrics is the one the jitted step uses)."""
     calls = []
     real = jax.device_get
+    traces = []
+    make_train_step = classifier.make_train_step
+
+    def counted_train_step(*args, **kwargs):
+        step = make_train_step(*args, **kwargs)
+
+        def counted(state, batch):
+            traces.append(1)  # Python runs only when JAX traces
+            return step(state, batch)
+
+        return counted
+
+    monkeypatch.setattr(classifier, "make_train_step", counted_train_step)
 
     def counting(*args, **kwargs):
         if sys._getframe(1).f_code.co_filename == loop.__file__:
@@ -128,3 +142,4 @@ def test_the_step_path_fetches_only_at_the_log_cadence(tmp_path, monkeypatch):
     )
     classifier.train_and_evaluate(config, os.fspath(tmp_path))
     assert calls == ["run", "_fetch_metrics", "_fetch_metrics"]
+    assert len(traces) == 1

@@ -42,9 +42,6 @@ def optimized_xla():
         jax.config.update("jax_disable_most_optimizations", previous)
 
 
-OPTIMIZED_XLA_ENV = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "0"}  # the same for a subprocess
-
-
 def load_config(name: str, arg: str | None = "smoke"):
     """``configs/<name>.py``'s ``get_config(arg)`` (default: its tiny 'smoke' form)."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
@@ -53,9 +50,8 @@ def load_config(name: str, arg: str | None = "smoke"):
     return module.get_config(arg)
 
 
-def digits_smoke(**overrides):
-    """The digits SDNet smoke config with dotted-path overrides (``{"model.width": 4}``)."""
-    config = load_config("digits_sdnet")
+def set_fields(config, overrides):
+    """Sets ``config``'s dotted-path fields (``{"model.width": 4}``); returns ``config``."""
     for key, value in overrides.items():
         target = config
         *path, leaf = key.split(".")
@@ -63,6 +59,11 @@ def digits_smoke(**overrides):
             target = target[part]
         target[leaf] = value
     return config
+
+
+def digits_smoke(**overrides):
+    """The digits SDNet smoke config with dotted-path overrides (``{"model.width": 4}``)."""
+    return set_fields(load_config("digits_sdnet"), overrides)
 
 
 def data_context(config, fashion_mnist_dir=None):

@@ -2,7 +2,8 @@
 
 A reader ("source") is a sequence of examples ``{'image': uint8 (H, W, C), 'label': int, ...}``:
 
-* ``digits`` is embedded (scikit-learn's digits, the file ``load_digits`` reads), split here into ``train`` / ``test``;
+* ``digits`` is embedded (scikit-learn's digits, the file ``load_digits`` reads), split here into
+  ``train`` / ``test``;
 * every other data set is a TFDS data set read with ``tfds.data_source`` (array_record files,
   random access, no TensorFlow). When its files are missing, :func:`open_splits` raises
   :class:`DatasetNotFoundError` with the ``python -m sdnet_jax.data.prepare`` command that builds

@@ -17,7 +17,13 @@ import pytest
 
 from sdnet_jax import runs
 from sdnet_jax.train import classifier
-from tests.helpers import ROOT, TINY_MODEL_FLAGS, load_config, wait_for_metric_lines
+from tests.helpers import (
+    ROOT,
+    TINY_MODEL_FLAGS,
+    load_config,
+    set_fields,
+    wait_for_metric_lines,
+)
 
 pytestmark = pytest.mark.slow  # several local processes
 
@@ -42,16 +48,13 @@ def _params(workdir: str) -> list[np.ndarray]:
 def _config(flags: list[str]):
     """The config that ``python -m sdnet_jax.main`` builds from ``flags`` (literal overrides)."""
     (path,) = [f.split("=", 1)[1] for f in flags if f.startswith("--config=")]
-    config = load_config(os.path.basename(path)[: -len(".py")], None)
-    for flag in flags:
-        if flag.startswith("--config."):
-            key, value = flag[len("--config.") :].split("=", 1)
-            *parents, leaf = key.split(".")
-            target = config
-            for part in parents:
-                target = target[part]
-            target[leaf] = ast.literal_eval(value)
-    return config
+    overrides = dict(
+        f[len("--config.") :].split("=", 1) for f in flags if f.startswith("--config.")
+    )
+    return set_fields(
+        load_config(os.path.basename(path)[: -len(".py")], None),
+        {key: ast.literal_eval(value) for key, value in overrides.items()},
+    )
 
 
 def _losses(workdir: str) -> list[float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -94,3 +96,9 @@ def admm_reference(a, x, lam, mu, num_iters, nonneg, rho, relax, adapt, y0=None)
                 rho, u = rho / mult, u * mult
         y = y_new
     return y
+
+
+def normal(seed: int, shape) -> jax.Array:
+    """Standard-normal float64 test data from NumPy's generator: ``jax.random`` would compile a
+    sampling program for every new shape, and the ops tests use dozens of shapes."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(tuple(shape)), jnp.float64)

@@ -8,7 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from sdnet_jax import ops, workarounds
-from tests.ops.reference import conv_reference
+from tests.ops.reference import conv_reference, normal
 
 GRID = list(
     itertools.product(
@@ -21,13 +21,13 @@ GRID = list(
 
 
 def _kernel(k, cin=3, cout=5, seed=0):
-    return jax.random.normal(jax.random.key(seed), (k, k, cin, cout), jnp.float64)
+    return normal(seed, (k, k, cin, cout))
 
 
 @pytest.mark.parametrize("hw,k,stride,padding", GRID)
 def test_conv_analysis_matches_loops(hw, k, stride, padding):
     kernel = _kernel(k)
-    x = jax.random.normal(jax.random.key(1), (2, *hw, 3), jnp.float64)
+    x = normal(1, (2, *hw, 3))
     pads = ops.conv_padding(padding, hw, (k, k), (stride, stride))
     got = ops.conv_analysis(x, kernel, strides=stride, padding=padding)
     np.testing.assert_allclose(got, conv_reference(x, kernel, stride, pads), rtol=1e-12, atol=1e-12)
@@ -38,9 +38,9 @@ def test_conv_analysis_matches_loops(hw, k, stride, padding):
 def test_conv_pair_is_adjoint(hw, k, stride, padding):
     kernel = _kernel(k)
     analysis, synthesis = ops.conv_pair(kernel, signal_hw=hw, strides=stride, padding=padding)
-    x = jax.random.normal(jax.random.key(1), (2, *hw, 3), jnp.float64)
+    x = normal(1, (2, *hw, 3))
     z = analysis(x)
-    y = jax.random.normal(jax.random.key(2), z.shape, jnp.float64)
+    y = normal(2, z.shape)
     ax = synthesis(y)
     assert ax.shape == x.shape
     lhs, rhs = jnp.vdot(z, y), jnp.vdot(x, ax)
@@ -50,9 +50,9 @@ def test_conv_pair_is_adjoint(hw, k, stride, padding):
 
 
 def test_dense_pair_adjoint_and_reference():
-    d = jax.random.normal(jax.random.key(0), (6, 10), jnp.float64)
-    x = jax.random.normal(jax.random.key(1), (4, 6), jnp.float64)
-    y = jax.random.normal(jax.random.key(2), (4, 10), jnp.float64)
+    d = normal(0, (6, 10))
+    x = normal(1, (4, 6))
+    y = normal(2, (4, 10))
     analysis, synthesis = ops.dense_pair(d)
     np.testing.assert_allclose(analysis(x), np.asarray(x) @ np.asarray(d), rtol=1e-13)
     assert abs(jnp.vdot(analysis(x), y) - jnp.vdot(x, synthesis(y))) < 1e-12
@@ -60,7 +60,7 @@ def test_dense_pair_adjoint_and_reference():
 
 def test_normalize_atoms():
     for shape in [(3, 3, 4, 7), (12, 5)]:
-        w = 3.0 * jax.random.normal(jax.random.key(0), shape, jnp.float64)
+        w = 3.0 * normal(0, shape)
         n = ops.normalize_atoms(w)
         norms = np.sqrt(np.sum(np.asarray(n) ** 2, axis=tuple(range(len(shape) - 1))))
         np.testing.assert_allclose(norms, 1.0, rtol=1e-13)
@@ -74,7 +74,7 @@ def test_normalize_atoms():
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_grads(stride):
     kernel = _kernel(3, 2, 3)
-    x = jax.random.normal(jax.random.key(1), (1, 5, 6, 2), jnp.float64)
+    x = normal(1, (1, 5, 6, 2))
     z = ops.conv_analysis(x, kernel, strides=stride)
     check_grads(jax.jit(lambda x, k: ops.conv_analysis(x, k, strides=stride)), (x, kernel), order=2)
     check_grads(
@@ -126,8 +126,8 @@ def _assert_derivatives_equal(f, plain, v, kernel):
         jax.jit(jax.grad(loss(f), argnums=(0, 1)))(v, kernel),
         jax.grad(loss(plain), (0, 1))(v, kernel),
     )
-    dv = jax.random.normal(jax.random.key(5), v.shape, jnp.float64)
-    dk = jax.random.normal(jax.random.key(6), kernel.shape, jnp.float64)
+    dv = normal(5, v.shape)
+    dk = normal(6, kernel.shape)
     for tangents in [(dv, dk), (jnp.zeros_like(v), dk)]:
         close(jax.jvp(f, (v, kernel), tangents), jax.jvp(plain, (v, kernel), tangents))
     # the input not differentiated at all (a symbolic-zero tangent)
@@ -138,9 +138,9 @@ def _assert_derivatives_equal(f, plain, v, kernel):
 def test_chunked_kernel_gradient_equals_jax_autodiff(monkeypatch, hw, k, stride, padding, batch):
     monkeypatch.setattr(workarounds, "KERNEL_GRAD_CHUNK", 4)
     kernel = _kernel(k)
-    x = jax.random.normal(jax.random.key(1), (batch, *hw, 3), jnp.float64)
+    x = normal(1, (batch, *hw, 3))
     code_shape = (batch, *ops.code_hw(hw, (k, k), stride, padding), 5)
-    z = jax.random.normal(jax.random.key(2), code_shape, jnp.float64)
+    z = normal(2, code_shape)
     plain_analysis, plain_synthesis = _plain_pair(kernel, hw, stride, padding)
     _assert_derivatives_equal(
         lambda x, k: ops.conv_analysis(x, k, strides=stride, padding=padding),
@@ -173,7 +173,7 @@ def test_kernel_gradient_is_one_convolution_per_chunk(monkeypatch):
 def test_chunked_second_order_and_transpose(monkeypatch):
     monkeypatch.setattr(workarounds, "KERNEL_GRAD_CHUNK", 4)
     kernel = _kernel(3, 2, 3)
-    x = jax.random.normal(jax.random.key(1), (10, 5, 6, 2), jnp.float64)
+    x = normal(1, (10, 5, 6, 2))
     check_grads(jax.jit(lambda x, k: ops.conv_analysis(x, k, strides=2)), (x, kernel), order=2)
     z = ops.conv_analysis(x, kernel, strides=2)
     check_grads(
@@ -187,7 +187,7 @@ def test_chunked_second_order_and_transpose(monkeypatch):
 
 def test_jit_and_vmap_match_eager():
     kernel = _kernel(3)
-    x = jax.random.normal(jax.random.key(1), (4, 7, 7, 3), jnp.float64)
+    x = normal(1, (4, 7, 7, 3))
     eager = ops.conv_analysis(x, kernel, strides=2)
     jitted = jax.jit(lambda x, k: ops.conv_analysis(x, k, strides=2))(x, kernel)
     mapped = jax.vmap(lambda xi: ops.conv_analysis(xi[None], kernel, strides=2)[0])(x)

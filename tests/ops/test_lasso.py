@@ -426,7 +426,9 @@ def test_admm_gradients():
     check_grads(jax.jit(f), (x, kernel, 0.1), order=1, modes=["rev", "fwd"], eps=1e-6)
     # an adapted ρ is a constant for differentiation (as the step size is), so finite differences
     # do not apply; the gradient exists and is finite
-    g = jax.grad(lambda x, k: jnp.sum(f(x, k, 0.1, adapt=100) ** 2), argnums=(0, 1))(x, kernel)
+    g = jax.jit(jax.grad(lambda x, k: jnp.sum(f(x, k, 0.1, adapt=100) ** 2), argnums=(0, 1)))(
+        x, kernel
+    )
     assert all(np.isfinite(np.asarray(v)).all() for v in g)
 
 

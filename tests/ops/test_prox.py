@@ -5,7 +5,7 @@ import pytest
 from jax.test_util import check_grads
 
 from sdnet_jax import ops
-from tests.ops.reference import prox_reference
+from tests.ops.reference import normal, prox_reference
 
 
 def _brute_force_prox(u, lam, mu, step, nonneg):
@@ -49,7 +49,7 @@ def test_prox_grads_away_from_kinks():
 
 
 def test_prox_vmap_jit():
-    u = jax.random.normal(jax.random.key(0), (5, 7), jnp.float64)
+    u = normal(0, (5, 7))
     f = lambda u: ops.elastic_net_prox(u, 0.2, 0.1, step=0.9, nonneg=True)
     np.testing.assert_allclose(jax.jit(f)(u), f(u))
     np.testing.assert_allclose(jax.vmap(f)(u), f(u))

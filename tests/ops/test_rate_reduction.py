@@ -69,7 +69,7 @@ def unsup_np(z, z_hat, lam, pairwise, eps_sq=0.5):
 
 
 def sphere(key, m, d):
-    z = np.asarray(jax.random.normal(jax.random.key(key), (m, d), jnp.float64))
+    z = np.random.default_rng(key).standard_normal((m, d))
     return z / np.linalg.norm(z, axis=1, keepdims=True)
 
 

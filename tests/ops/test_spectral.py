@@ -7,16 +7,16 @@ import pytest
 
 from sdnet_jax import ops
 from sdnet_jax.ops.types import UNROLL_LIMIT
-from tests.ops.reference import operator_matrix
+from tests.ops.reference import normal, operator_matrix
 
 
 @pytest.mark.parametrize("stride,hw", [(1, (6, 6)), (2, (7, 6)), (2, (8, 8))])
 def test_power_iteration_matches_eigvalsh(stride, hw):
-    kernel = ops.normalize_atoms(jax.random.normal(jax.random.key(0), (3, 3, 2, 6), jnp.float64))
+    kernel = ops.normalize_atoms(normal(0, (3, 3, 2, 6)))
     analysis, synthesis = ops.conv_pair(kernel, signal_hw=hw, strides=stride)
     a_t = operator_matrix(analysis, (1, *hw, 2))  # A^T as a matrix (code x signal)
     exact = np.linalg.eigvalsh(a_t.T @ a_t).max()
-    u0 = jax.random.normal(jax.random.key(1), (1, *hw, 2), jnp.float64)
+    u0 = normal(1, (1, *hw, 2))
     est, u = ops.power_iteration(analysis, u0, num_iters=2000)
     np.testing.assert_allclose(est, exact, rtol=1e-6)
     assert est <= exact * (1 + 1e-12)  # a Rayleigh quotient never over-estimates
@@ -27,10 +27,10 @@ def test_power_iteration_matches_eigvalsh(stride, hw):
 
 
 def test_power_iteration_warm_start_improves_monotonically():
-    d = jax.random.normal(jax.random.key(0), (20, 30), jnp.float64)
+    d = normal(0, (20, 30))
     analysis, _ = ops.dense_pair(d)
     exact = np.linalg.svd(np.asarray(d), compute_uv=False)[0] ** 2
-    u = jax.random.normal(jax.random.key(1), (1, 20), jnp.float64)
+    u = normal(1, (1, 20))
     errs = []
     for _ in range(5):
         est, u = ops.power_iteration(analysis, u, num_iters=2)
@@ -40,7 +40,7 @@ def test_power_iteration_warm_start_improves_monotonically():
 
 
 def test_power_iteration_has_no_gradient_and_jits():
-    d = jax.random.normal(jax.random.key(0), (5, 8), jnp.float64)
+    d = normal(0, (5, 8))
     u = jnp.ones((1, 5))
 
     def f(d):
@@ -54,9 +54,9 @@ def test_power_iteration_has_no_gradient_and_jits():
 
 def test_unrolled_and_looped_power_iterations_agree():
     # up to UNROLL_LIMIT iterations run unrolled, more in a fori_loop: warm-started halves == whole
-    d = jax.random.normal(jax.random.key(2), (12, 9), jnp.float64)
+    d = normal(2, (12, 9))
     analysis, synthesis = ops.dense_pair(d)
-    u = jax.random.normal(jax.random.key(3), (1, 12), jnp.float64)
+    u = normal(3, (1, 12))
     n = 2 * (UNROLL_LIMIT // 2 + 1)  # each half unrolled, the whole looped
     est, v = ops.power_iteration(analysis, u, num_iters=n, synthesis=synthesis)
     _, half = ops.power_iteration(analysis, u, num_iters=n // 2, synthesis=synthesis)

@@ -65,9 +65,11 @@ def test_two_step_run(name, tmp_path):
 
 
 def _game(config_overrides=None):
-    """A tiny CTRL game on a digits batch (built once per set of ``config.ctrl`` overrides: the
-    tests only read it; every step returns a new state)."""
-    return _build_game(tuple(sorted((config_overrides or {}).items())))
+    """A tiny CTRL game on a digits batch (built once per set of ``config.ctrl`` overrides, those
+    equal to the default game's dropped: the tests only read it; every step returns a new state)."""
+    defaults = _build_game(()).config.ctrl
+    overrides = (config_overrides or {}).items()
+    return _build_game(tuple(sorted((k, v) for k, v in overrides if defaults[k] != v)))
 
 
 @functools.cache
@@ -113,10 +115,14 @@ def _build_game(ctrl_overrides):
         )
         return state.replace(**{f"{player}_opt": opt._replace(hyperparams=hyper)})
 
+    @functools.cache
+    def step(**kw):  # the jitted game step, one per set of make_train_step options (shared)
+        return jax.jit(ctrl.make_train_step(encoder, decoder, tx, tx, objective, 1, info, **kw))
+
     return SimpleNamespace(
-        frozen=frozen, config=config, encoder=encoder, decoder=decoder, tx=tx, state=state, batch=batch,
-        info=info, objective=objective, terms=terms, value=lambda s: terms(s)[0], x=x,
-        labels=labels,
+        frozen=frozen, step=step, config=config, encoder=encoder, decoder=decoder, tx=tx,
+        state=state, batch=batch, info=info, objective=objective, terms=terms,
+        value=lambda s: terms(s)[0], x=x, labels=labels,
     )  # fmt: skip
 
 
@@ -124,7 +130,7 @@ def _build_game(ctrl_overrides):
 def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
     g = _game({"objective": objective})
     # one player at a time: the other's learning rate is zero
-    step = jax.jit(ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info))
+    step = g.step()
     batch = g.batch
     state = g.state
     before = float(g.value(state))
@@ -144,9 +150,9 @@ def test_encoder_step_raises_and_decoder_step_lowers_the_objective(objective):
 def test_decoder_gradient_flows_through_the_closed_loop():
     g = _game()
     state = g.state
-    z, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, g.x)
 
-    def t_of_dec(dec_params):  # only through z_hat = f(g(z)): z is a constant
+    def t_of_dec(dec_params):  # only through z_hat = f(g(z)): z does not depend on dec_params
+        z, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, g.x)
         x_hat, _ = runs.ctrl.apply_model(g.decoder, dec_params, state.dec_state, z)
         z_hat, _ = runs.ctrl.apply_model(g.encoder, state.enc_params, state.enc_state, x_hat)
         return g.objective(z, z_hat, g.labels)[0]
@@ -160,9 +166,7 @@ def test_sample_wise_term_is_reduced_by_both_players():
     # unsupervised game: encoder loss -T + lam*D, decoder loss T + lam*D; each step lowers its own
     lam = 3.0
     g = _game({"objective": "unsupervised", "pair_lam": lam})
-    step = jax.jit(
-        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, lam)
-    )
+    step = g.step(pair_lam=lam)
     batch = g.batch
     t0, d0 = map(float, g.terms(g.state))
     t_enc, d_enc = map(float, g.terms(step(g.frozen(g.state, "dec"), batch)[0]))
@@ -185,10 +189,9 @@ def test_decoder_only_terms_are_invisible_to_the_encoder():
     batch = g.batch
 
     def enc_step(**kw):
-        step = ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, **kw)
-        return jax.jit(step)(g.frozen(g.state, "dec"), batch)[0].enc_params
+        return g.step(**kw)(g.frozen(g.state, "dec"), batch)[0].enc_params
 
-    reference = enc_step(pair_lam=0.0)
+    reference = enc_step()  # pair_lam=0
     assert _leaves_close(enc_step(pair_lam=5.0, pair_players="decoder", code_lam=7.0), reference)
     assert not _leaves_close(enc_step(pair_lam=5.0, pair_players="both"), reference)
     with pytest.raises(ValueError, match="pair_players"):
@@ -196,19 +199,23 @@ def test_decoder_only_terms_are_invisible_to_the_encoder():
                              pair_players="encoder")  # fmt: skip
 
 
+@functools.partial(jax.jit, static_argnames=("encoder", "decoder"))
+def _code_terms(state, x, *, encoder, decoder):
+    z, _, codes = ctrl._run_codes(encoder, state.enc_params, state.enc_state, x)
+    x_hat, _ = runs.ctrl.apply_model(decoder, state.dec_params, state.dec_state, z)
+    _, _, codes_hat = ctrl._run_codes(encoder, state.enc_params, state.enc_state, x_hat)
+    return ctrl.code_distance(codes, codes_hat), codes
+
+
 def _code_distance(g, state):
-    z, _, codes = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, g.x)
-    x_hat, _ = runs.ctrl.apply_model(g.decoder, state.dec_params, state.dec_state, z)
-    _, _, codes_hat = ctrl._run_codes(g.encoder, state.enc_params, state.enc_state, x_hat)
-    return float(ctrl.code_distance(codes, codes_hat)), codes
+    distance, codes = _code_terms(state, g.x, encoder=g.encoder, decoder=g.decoder)
+    return float(distance), codes
 
 
 def test_decoder_step_lowers_the_code_consistency():
     lam = 50.0  # large enough that C dominates T in the decoder's loss
     g = _game()
-    step = jax.jit(
-        ctrl.make_train_step(g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info, code_lam=lam)
-    )
+    step = g.step(code_lam=lam)
     batch = g.batch
     c0, codes = _code_distance(g, g.state)
     # one code per encoder stage, the sparse codes before BN: non-negative (nonneg CSC)
@@ -258,24 +265,26 @@ def test_warmup_encoder_step_maximises_the_rate_reduction_of_z_alone():
     g = _game()
     batch = g.batch
     num_classes = g.info.num_classes
-    make = lambda warmup: jax.jit(
-        ctrl.make_train_step(
-            g.encoder, g.decoder, g.tx, g.tx, g.objective, 1, g.info,
-            warmup_steps=warmup, num_classes=num_classes,
-        )
-    )  # fmt: skip
 
     def delta_r(enc_params, enc_state=g.state.enc_state):
         z, new_state = runs.ctrl.apply_model(g.encoder, enc_params, enc_state, g.x)
         return ops.rate_reduction(z, g.labels, num_classes), new_state
 
     # by hand: one optimizer step on -ΔR(Z) (no decoder pass), then the unit-norm projection
-    (value, enc_state), grads = jax.value_and_grad(lambda p: tuple_neg(delta_r(p)), has_aux=True)(
-        g.state.enc_params
-    )
-    updates, _ = g.tx.update(grads, g.state.enc_opt, g.state.enc_params)
-    expected = models.project_dictionaries(optax.apply_updates(g.state.enc_params, updates))
-    warmup_step, game_step = make(2), make(0)
+    @jax.jit
+    def by_hand(state):
+        (value, enc_state), grads = jax.value_and_grad(
+            lambda p: tuple_neg(delta_r(p)), has_aux=True
+        )(state.enc_params)
+        updates, _ = g.tx.update(grads, state.enc_opt, state.enc_params)
+        return (
+            value,
+            enc_state,
+            models.project_dictionaries(optax.apply_updates(state.enc_params, updates)),
+        )
+
+    value, enc_state, expected = by_hand(g.state)
+    warmup_step, game_step = g.step(warmup_steps=2, num_classes=num_classes), g.step()
     s0 = g.frozen(g.state, "dec")  # the encoder's steps alone
     warm, metrics = warmup_step(s0, batch)
     assert _leaves_close(warm.enc_params, expected)

@@ -20,7 +20,8 @@ JAX changes; the numbers live in the README's Benchmarks section).
   function, not a switch, so it stays there; ``tests/ops/test_rate_reduction.py`` has the
   regression test).
 
-Imports jax only (the ops use it).
+Imports jax's public API only (the ops use it; nothing here reads ``jax._src``, so a newer JAX
+changes at most whether :func:`backends_started` can tell).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import os
 import warnings
 
 import jax
-from jax._src import xla_bridge
 
 EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type="
 
@@ -43,7 +43,7 @@ def prefer_eigen_convolutions() -> bool:
     flags = os.environ.get("XLA_FLAGS", "")
     if EIGEN_CONVOLUTIONS.split("=")[0] in flags:
         return False
-    if xla_bridge.backends_are_initialized():
+    if backends_started():
         warnings.warn(
             "prefer_eigen_convolutions() called after JAX started its backends: XLA_FLAGS is read "
             "once, so call it before the first JAX computation.",
@@ -52,6 +52,23 @@ def prefer_eigen_convolutions() -> bool:
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
     return True
+
+
+def backends_started() -> bool:
+    """Whether JAX has started its backends (so ``XLA_FLAGS`` was read already), asked through
+    public API only: ``jax_num_cpu_devices`` may change only before the backends start, and JAX
+    refuses a change afterwards. The probe sets another value and restores the old one, which
+    changes nothing when no backend runs. A JAX without that option cannot tell: ``False``."""
+    try:
+        current = jax.config.jax_num_cpu_devices
+    except AttributeError:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", -2 if current != -2 else -3)
+    except RuntimeError:
+        return True
+    jax.config.update("jax_num_cpu_devices", current)
+    return False
 
 
 KERNEL_GRAD_CHUNK = 16  # examples per convolution in a kernel gradient on the CPU backend

@@ -94,9 +94,22 @@ def stem_atoms(params: Any) -> dict[str, np.ndarray]:
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, stop_after_steps: int | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    stop_after_steps: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Trains and evaluates the classifier described by ``config`` in ``workdir``."""
+    """Trains and evaluates the classifier described by ``config`` in ``workdir`` (``deadline``
+    and ``stop_after_steps``: see :func:`loop.run`)."""
+    return loop.run_with_config(
+        make_task(config, workdir), config, workdir,
+        stop_after_steps=stop_after_steps, deadline=deadline,
+    )  # fmt: skip
+
+
+def make_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
+    """The training task of ``config`` (validated first): model, optimizer, input, evaluation."""
     info = validate_config(config)
     mesh = parallel.data_mesh()
     model = build_model(config, info)
@@ -113,7 +126,7 @@ def train_and_evaluate(
         return evaluate_batches(eval_step, state.params, state.model_state, batches, mesh)
 
     has_validation = info.num_validation > 0
-    task = loop.Task(
+    return loop.Task(
         init_state=make_init_state(model, tx, info.image_shape),
         train_step=make_train_step(model, tx),
         train_batches=train_input.train_batches,
@@ -126,4 +139,3 @@ def train_and_evaluate(
         summaries=lambda state: stem_atoms(state.params),
         learning_rate=learning_rate,
     )
-    return loop.run_with_config(task, config, workdir, stop_after_steps=stop_after_steps)

@@ -237,16 +237,30 @@ def config_train_step(config: Any, info, encoder, decoder, tx_enc, tx_dec):
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, stop_after_steps: int | None = None
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    stop_after_steps: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Trains and evaluates the CTRL autoencoder described by ``config`` in ``workdir``."""
+    """Trains and evaluates the CTRL autoencoder described by ``config`` in ``workdir``
+    (``deadline`` and ``stop_after_steps``: see :func:`loop.run`)."""
+    return loop.run_with_config(
+        make_task(config, workdir), config, workdir,
+        stop_after_steps=stop_after_steps, deadline=deadline,
+    )  # fmt: skip
+
+
+def make_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
+    """The training task of ``config`` (validated first): the two players, their optimizers,
+    the game step, input and evaluation."""
     info = validate_config(config)
     encoder, decoder = build_models(config, info)
     total = num_train_steps(config, info)
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     train_input = inputs.training_input(config, info, workdir)  # on device when it fits
     has_validation = info.num_validation > 0
-    task = loop.Task(
+    return loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
         train_step=config_train_step(config, info, encoder, decoder, tx_enc, tx_dec),
         train_batches=train_input.train_batches,
@@ -259,4 +273,3 @@ def train_and_evaluate(
         summaries=lambda state: first_stage_atoms(state.enc_params),
         learning_rate=learning_rate,
     )
-    return loop.run_with_config(task, config, workdir, stop_after_steps=stop_after_steps)

@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -97,8 +98,9 @@ class _StopSignal:
     """Turns SIGTERM/SIGINT into a flag; the loop checks it after every step (one process) or at
     the log cadence (several processes, which must agree on the step they stop at)."""
 
-    def __init__(self):
+    def __init__(self, deadline: float | None = None):
         self.requested = False
+        self.deadline = deadline  # a time.monotonic() value; reaching it is a request to stop
         self._previous = {}
 
     def __enter__(self):
@@ -116,7 +118,10 @@ class _StopSignal:
             signal.signal(sig, handler)
 
     def agreed(self) -> bool:
-        """True when any process was asked to stop (all processes must stop at the same step)."""
+        """True when any process was asked to stop or reached the deadline (all processes must
+        stop at the same step)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.requested = True
         if jax.process_count() == 1:
             return self.requested
         flags = multihost_utils.process_allgather(np.array(self.requested))
@@ -138,11 +143,14 @@ def run(
     checkpoint_every_steps: int,
     max_to_keep: int,
     stop_after_steps: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Trains ``task`` to ``task.num_train_steps`` (resuming from ``workdir``) and evaluates it.
 
     ``stop_after_steps`` ends the run early as a preemption would (a checkpoint, no final
     evaluation); tests use it to compare interrupted-and-resumed with uninterrupted training.
+    ``deadline`` (a :func:`time.monotonic` value) does the same at the first step that ends after
+    it (time-boxed benchmarks; several processes agree on the step at the log cadence).
 
     Returns the results dict also written to ``workdir/results.json`` (``{'interrupted': True,
     'step': ...}`` when the run stopped early).
@@ -173,27 +181,9 @@ def run(
         state = restored[1]
     start_step = int(jax.device_get(state.step))
     total = task.num_train_steps
-    device_arrays = {}
-    if task.train_arrays is not None:
-        device_arrays = {
-            k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()
-        }
-    # a host batch is sharded along its leading axis, a feed of row indices along its axis 1
-    feed_sharding = parallel.batch_sharded(mesh)
-    steps_per_feed = 1
-    if task.train_arrays is not None:
-        feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
-        steps_per_feed = task.train_arrays.steps_per_feed
-    # jitted inside the accumulating step too: the trace that gives the metrics' names (below) is
-    # reused there instead of tracing the model twice
-    step_fn = jax.jit(_with_input(task.train_step, task.train_arrays, mesh))
-    replicated = parallel.replicated(mesh)
-    train_step = jax.jit(
-        _accumulating(step_fn),
-        in_shardings=(state_sharding, replicated, parallel.batch_sharded(mesh), feed_sharding),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=(0, 1),
-    )
+    device_arrays = place_train_arrays(task, mesh)
+    program = compile_program(task, mesh, state_sharding)
+    feed_sharding, steps_per_feed = program.feed_sharding, program.steps_per_feed
     batches = parallel.Prefetcher(
         task.train_batches(start_step), mesh, size=PREFETCH, sharding=feed_sharding
     )
@@ -202,15 +192,14 @@ def run(
     acc = new_acc = None  # the metrics accumulated on device since the last log line
     step = start_step
     interrupted = False
-    with _StopSignal() as stop, batches:
+    with _StopSignal(deadline) as stop, batches:
         while step < total:
             if feed is None or step % steps_per_feed == 0:
                 feed = next(batches)
             if acc is None:  # the metrics' names, from the first batch's shapes
-                new_acc = _accumulator(jax.eval_shape(step_fn, state, device_arrays, feed)[1])
-                new_acc = jax.jit(new_acc, out_shardings=replicated)
+                new_acc = program.accumulator(state, device_arrays, feed)
                 acc = new_acc()
-            state, acc = train_step(state, acc, device_arrays, feed)
+            state, acc = program.step(state, acc, device_arrays, feed)
             step += 1
             at_log = step % log_every_steps == 0 or step == total
             at_eval = bool(eval_every_steps) and step % eval_every_steps == 0 and step < total
@@ -256,8 +245,71 @@ def run(
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The loop's jitted step for one task on one mesh (:func:`compile_program`).
+
+    Attributes:
+      step: ``(state, acc, arrays, feed) -> (state, acc)``, jitted with the state replicated and
+        donated, the feed sharded over ``'data'``: one train step whose metrics are added to the
+        on-device accumulator (the non-finite guard included).
+      step_fn: ``(state, arrays, feed) -> (state, metrics)``, the task's step with its input
+        (jitted; ``step`` calls it, so its trace is shared).
+      feed_sharding: how a host batch (its leading axis) or a feed of row indices (its axis 1)
+        is placed.
+      steps_per_feed: the steps one item of ``task.train_batches`` covers.
+      replicated: the mesh's replicated sharding (of the state and the accumulator).
+    """
+
+    step: Callable
+    step_fn: Callable
+    feed_sharding: NamedSharding
+    steps_per_feed: int
+    replicated: NamedSharding
+
+    def accumulator(self, state: State, arrays: dict[str, jax.Array], feed: Any):
+        """``() -> acc``, jitted: the empty accumulator of the metrics ``step_fn`` returns for
+        these inputs' shapes (their names come from one abstract trace of the step)."""
+        shapes = jax.eval_shape(self.step_fn, state, arrays, feed)[1]
+        return jax.jit(_accumulator(shapes), out_shardings=self.replicated)
+
+
+def place_train_arrays(task: Task, mesh) -> dict[str, jax.Array]:
+    """``task.train_arrays`` on the devices, sharded by rows over ``'data'`` (``{}`` without)."""
+    if task.train_arrays is None:
+        return {}
+    return {k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()}
+
+
+def compile_program(task: Task, mesh, state_sharding: Any) -> Program:
+    """The jitted step :func:`run` runs, for ``task`` on ``mesh`` (benchmarks time the same
+    program back to back to measure what the loop costs beyond it)."""
+    # a host batch is sharded along its leading axis, a feed of row indices along its axis 1
+    feed_sharding = parallel.batch_sharded(mesh)
+    steps_per_feed = 1
+    if task.train_arrays is not None:
+        feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
+        steps_per_feed = task.train_arrays.steps_per_feed
+    # jitted inside the accumulating step too: the trace that gives the metrics' names
+    # (Program.accumulator) is reused there instead of tracing the model twice
+    step_fn = jax.jit(_with_input(task.train_step, task.train_arrays, mesh))
+    replicated = parallel.replicated(mesh)
+    step = jax.jit(
+        _accumulating(step_fn),
+        in_shardings=(state_sharding, replicated, parallel.batch_sharded(mesh), feed_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0, 1),
+    )
+    return Program(step, step_fn, feed_sharding, steps_per_feed, replicated)
+
+
 def run_with_config(
-    task: Task, config: Any, workdir: str, *, stop_after_steps: int | None = None
+    task: Task,
+    config: Any,
+    workdir: str,
+    *,
+    stop_after_steps: int | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """:func:`run` with the schedule fields every training config has (``seed``,
     ``log_every_steps``, ``eval_every_steps``, ``checkpoint_every_steps``, ``max_to_keep``); the
@@ -272,6 +324,7 @@ def run_with_config(
         checkpoint_every_steps=config.checkpoint_every_steps,
         max_to_keep=config.max_to_keep,
         stop_after_steps=stop_after_steps,
+        deadline=deadline,
     )
 
 

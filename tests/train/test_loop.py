@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -47,6 +48,7 @@ def test_auto_puts_digits_on_the_device(tmp_path):
 
 GLOBAL_BATCH = """
 import sys
+import time
 sys.path.insert(0, {root!r})
 import itertools, jax, numpy as np
 from sdnet_jax.data import on_device
@@ -143,3 +145,16 @@ def test_the_step_path_fetches_only_at_the_log_cadence(tmp_path, monkeypatch):
     classifier.train_and_evaluate(config, os.fspath(tmp_path))
     assert calls == ["run", "_fetch_metrics", "_fetch_metrics"]
     assert len(traces) == 1
+
+
+def test_a_deadline_stops_the_run_like_a_preemption_and_it_resumes(tmp_path):
+    config = digits_smoke(num_train_steps=4, log_every_steps=2, **{"model.width": 4})
+    workdir = os.fspath(tmp_path)
+    # a deadline already past: the first step ends after it, so the run stops there, saved
+    stopped = classifier.train_and_evaluate(config, workdir, deadline=time.monotonic())
+    assert stopped == {"interrupted": True, "step": 1}
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    finished = classifier.train_and_evaluate(config, workdir)
+    assert finished["final"]["step"] == 4
+    assert [line["step"] for line in map(json.loads, open(f"{workdir}/metrics.jsonl"))
+            if "train/loss" in line] == [2, 4]  # fmt: skip

@@ -4,10 +4,15 @@ A reader ("source") is a sequence of examples ``{'image': uint8 (H, W, C), 'labe
 
 * ``digits`` is embedded (scikit-learn's digits, the file ``load_digits`` reads), split here into
   ``train`` / ``test``;
-* every other data set is a TFDS data set read with ``tfds.data_source`` (array_record files,
-  random access, no TensorFlow). When its files are missing, :func:`open_splits` raises
-  :class:`DatasetNotFoundError` with the ``python -m sdnet_jax.data.prepare`` command that builds
-  them offline.
+* every other data set is read from ``data_dir``, in one of two formats that
+  ``python -m sdnet_jax.data.prepare`` writes offline: a TFDS data set read with
+  ``tfds.data_source`` (array_record files, random access, no TensorFlow), or its decoded
+  *arrays* (``<data_dir>/<name>[/<config>]/arrays/<split>.npz``: uint8 images of one size and
+  int labels, in the TFDS split's order; ``--format=arrays``), which need nothing but NumPy to
+  read and are preferred when both are there. Meant for data sets of fixed-size images that fit
+  in memory (a host without TFDS's files, e.g. a GPU node without internet, gets Fashion-MNIST
+  as 30 MB). When neither is there, :func:`open_splits` raises :class:`DatasetNotFoundError`
+  with the command that prepares it.
 
 ``stl10`` uses TFDS's labelled ``train`` (5000) and ``test`` (8000) splits (the ``unlabelled``
 split is prepared when present but not read here). ``celeb_a`` has no class label: its ``label``
@@ -337,13 +342,67 @@ def digits_splits() -> tuple[ArraySource, ArraySource]:
     return ArraySource(images[train], labels[train]), ArraySource(images[test], labels[test])
 
 
+ARRAYS = "arrays"  # the folder of a data set's decoded splits (see the module docstring)
+
+
+def arrays_dir(name: str, data_dir: str | os.PathLike[str] | None) -> str:
+    """``<data_dir>/<base>[/<config>]/arrays``: where the decoded splits of ``name`` live."""
+    base, config = parse_name(name)
+    return os.path.join(resolved_data_dir(data_dir), base, *([config] if config else []), ARRAYS)
+
+
+def write_arrays(source: Source, path: str) -> None:
+    """Decodes every example of ``source`` into ``path`` (a compressed ``.npz`` with ``image``
+    uint8 ``(N, H, W, C)`` and ``label`` int64 ``(N,)``), atomically."""
+    examples = read_examples(source, range(len(source)))
+    images = [np.asarray(example["image"]) for example in examples]
+    images = [image[..., None] if image.ndim == 2 else image for image in images]
+    if len({image.shape for image in images}) > 1:
+        raise ValueError(f"the images of {path} differ in size: the arrays format needs one size")
+    labels = np.asarray([int(example["label"]) for example in examples], np.int64)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez_compressed(partial, image=np.stack(images).astype(np.uint8), label=labels)
+    os.replace(partial, path)
+
+
+def _open_arrays(folder: str, split: str) -> ArraySource:
+    path = os.path.join(folder, f"{split}.npz")
+    try:
+        return _load_arrays(path, os.stat(path).st_mtime_ns)
+    except (OSError, ValueError, KeyError) as error:
+        raise DatasetNotFoundError(
+            f"{path} cannot be read ({type(error).__name__}: {error}); write it again with "
+            "python -m sdnet_jax.data.prepare <name> --format=arrays --data_dir=..."
+        ) from error
+
+
+@functools.lru_cache(maxsize=4)
+def _load_arrays(path: str, mtime_ns: int) -> ArraySource:
+    """The decoded split in ``path``, read once per process (and again when the file changes)."""
+    with np.load(path) as arrays:
+        return ArraySource(arrays["image"], arrays["label"])
+
+
 def open_splits(name: str, data_dir: str | os.PathLike[str] | None) -> Splits:
-    """Opens the raw train (if any) and test splits of ``name`` (``'base'`` or ``'base/config'``)."""
+    """Opens the raw train (if any) and test splits of ``name`` (``'base'`` or ``'base/config'``):
+    the embedded digits, the decoded arrays when ``data_dir`` has them, else TFDS's files."""
     base, _ = parse_name(name)
     spec = SPECS[base]
     if base == "digits":
         train, test = digits_splits()
         return Splits(name, spec, train, test)
+    folder = arrays_dir(name, data_dir)
+    if os.path.isdir(folder):
+        train = None if spec.train_split is None else _open_arrays(folder, spec.train_split)
+        return Splits(name, spec, train, _open_arrays(folder, spec.test_split))
+    return open_tfds_splits(name, data_dir)
+
+
+def open_tfds_splits(name: str, data_dir: str | os.PathLike[str] | None) -> Splits:
+    """The raw splits of a TFDS data set ``name`` in ``data_dir`` (their ``label`` read from the
+    attribute of data sets without one)."""
+    spec = SPECS[parse_name(name)[0]]
     train = None if spec.train_split is None else open_tfds_split(name, spec.train_split, data_dir)
     test = open_tfds_split(name, spec.test_split, data_dir)
     if spec.label_attribute is not None:

@@ -98,11 +98,16 @@ def choose(pipeline: str, info: ip.DatasetInfo, *, augment: str) -> str:
 
 
 def default_cache_dir(name: str, data_dir: str | os.PathLike[str] | None) -> str | None:
-    """The TFDS folder of ``name`` (``<data_dir>/<name>[/<config>]/<version>``) when it exists
-    and is writable, else ``None``; ``None`` for the embedded ``digits`` (nothing to decode)."""
+    """The folder of ``name``'s files in ``data_dir`` (its decoded arrays,
+    :func:`datasets.arrays_dir`, else its TFDS folder ``<data_dir>/<name>[/<config>]/<version>``)
+    when it exists and is writable, else ``None``; ``None`` for the embedded ``digits`` (nothing
+    to decode)."""
     base, config = datasets.parse_name(name)
     if base == "digits":
         return None
+    arrays = datasets.arrays_dir(name, data_dir)
+    if os.path.isdir(arrays):
+        return arrays if os.access(arrays, os.W_OK) else None
     if base == "cifar10_corrupted" and config is None:
         config = datasets.tfds_configs(base)[0]
     folder = os.path.join(

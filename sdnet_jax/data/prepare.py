@@ -1,6 +1,7 @@
-"""Prepare a TFDS data set offline, in array_record format, from files you already have.
+"""Prepare a data set offline, in TFDS's array_record format or as decoded arrays, from files you
+already have.
 
-    python -m sdnet_jax.data.prepare <name> --manual_dir=DIR [--data_dir=DIR]
+    python -m sdnet_jax.data.prepare <name> --manual_dir=DIR [--data_dir=DIR] [--format=arrays]
 
 ``<name>`` is ``fashion_mnist``, ``cifar10``, ``cifar100``, ``imagenet2012``, ``stl10``,
 ``celeb_a``, ``cifar10_corrupted/<corruption>_<severity>`` or ``cifar10_corrupted`` (all 95
@@ -10,6 +11,11 @@ data_dir=DIR)`` (and so :mod:`sdnet_jax.data.input_pipeline`) reads:
 ``DIR/<name>[/<config>]/<version>/``, with TFDS's version, features and split names. An already
 prepared data set is left as it is.
 
+``--format=arrays`` then decodes its splits into ``DIR/<name>[/<config>]/arrays/<split>.npz``
+(:mod:`sdnet_jax.data.datasets`: uint8 images and labels, read with NumPy alone and preferred
+over the TFDS files); ``--manual_dir`` is needed only when the TFDS files are not prepared yet.
+Copy that ``arrays`` folder alone to a machine that has no data (Fashion-MNIST: 30 MB).
+
 Examples::
 
     python -m sdnet_jax.data.prepare fashion_mnist \\
@@ -17,6 +23,7 @@ Examples::
     python -m sdnet_jax.data.prepare cifar10 --manual_dir=~/Downloads --data_dir=~/tensorflow_datasets
     python -m sdnet_jax.data.prepare stl10 --manual_dir=~/Downloads --data_dir=~/tensorflow_datasets
     python -m sdnet_jax.data.prepare celeb_a --manual_dir=~/celeba --data_dir=~/tensorflow_datasets
+    python -m sdnet_jax.data.prepare fashion_mnist --format=arrays --data_dir=~/tensorflow_datasets
 """
 
 from __future__ import annotations
@@ -65,6 +72,33 @@ def prepare(name: str, *, manual_dir: str, data_dir: str | None = None) -> list[
     return prepared
 
 
+FORMATS = ("tfds", "arrays")
+
+
+def prepare_arrays(name: str, *, data_dir: str | None = None, manual_dir: str | None = None) -> str:
+    """Writes the decoded raw splits of ``name`` (train, if any, and test, by their TFDS names) to
+    :func:`datasets.arrays_dir`; returns that folder. Reads the TFDS files in ``data_dir``,
+    preparing them from ``manual_dir`` first when given (else a missing data set is a
+    :class:`datasets.DatasetNotFoundError` that says how)."""
+    base, config = datasets.parse_name(name)
+    if base == "cifar10_corrupted" and config is None:
+        raise ValueError("name one config, cifar10_corrupted/<corruption>_<severity>, for arrays")
+    data_dir = datasets.resolved_data_dir(
+        None if data_dir is None else os.path.expanduser(data_dir)
+    )
+    if manual_dir is not None:
+        prepare(name, manual_dir=manual_dir, data_dir=data_dir)
+    splits = datasets.open_tfds_splits(name, data_dir)
+    folder = datasets.arrays_dir(name, data_dir)
+    for split, source in (
+        (splits.spec.train_split, splits.train),
+        (splits.spec.test_split, splits.test),
+    ):
+        if source is not None:
+            datasets.write_arrays(source, os.path.join(folder, f"{split}.npz"))
+    return folder
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (``argv`` without the program name; ``None``: ``sys.argv``)."""
     parser = argparse.ArgumentParser(
@@ -75,17 +109,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "name", help=f"one of {', '.join(names)}; cifar10_corrupted/<config> for one config"
     )
-    parser.add_argument("--manual_dir", required=True, help="folder holding the source files")
+    parser.add_argument("--manual_dir", default=None, help="folder holding the source files")
     parser.add_argument(
         "--data_dir",
         default=None,
         help="TFDS data folder to write to (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
     )
+    parser.add_argument(
+        "--format",
+        default="tfds",
+        choices=FORMATS,
+        help="tfds: array_record files; arrays: also their decoded splits as .npz (NumPy only)",
+    )
     args = parser.parse_args(argv)
+    if args.format == "tfds" and args.manual_dir is None:
+        parser.error("--manual_dir is required (the folder holding the source files)")
     try:
-        prepared = prepare(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir)
+        if args.format == "arrays":
+            prepared = [
+                prepare_arrays(args.name, data_dir=args.data_dir, manual_dir=args.manual_dir)
+            ]
+        else:
+            prepared = prepare(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
+        parser.error(" ".join(str(error).split()))
     for path in prepared:
         print(f"prepared {path}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sdnet_jax.data import augment, builders, datasets, prepare
+from sdnet_jax.data import augment, builders, datasets, on_device, prepare
 from sdnet_jax.data import input_pipeline as ip
 from tests.data import fakes
 
@@ -334,3 +335,45 @@ def test_read_idx_rejects_non_idx(tmp_path):
     path.write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)  # float IDX
     with pytest.raises(ValueError, match="not a uint8 IDX"):
         builders.read_idx(os.fspath(path))
+
+
+def _batches(name: str, data_dir: str) -> dict[str, np.ndarray]:
+    """Three training batches (augmented), and the validation and test splits."""
+    train = ip.train_iterator(
+        name, data_dir=data_dir, global_batch_size=8, seed=5, augment="cifar",
+        validation_size=10, process_index=0, process_count=1,
+    )  # fmt: skip
+    out = {f"train{i}_{k}": v for i in range(3) for k, v in next(train).items()}
+    for split in ("validation", "test"):
+        out.update({f"{split}_{k}": v for k, v in _all_eval(name, split, data_dir, 8, 10).items()})
+    return out
+
+
+def test_arrays_format_reads_like_the_tfds_files_and_alone(fashion_mnist_dir, tmp_path):
+    data_dir = os.fspath(tmp_path / "data")
+    shutil.copytree(fashion_mnist_dir.data_dir, data_dir)
+    prepare.main(["fashion_mnist", "--format=arrays", f"--data_dir={data_dir}"])
+    folder = datasets.arrays_dir("fashion_mnist", data_dir)
+    assert folder == os.path.join(data_dir, "fashion_mnist", "arrays")
+    assert sorted(os.listdir(folder)) == ["test.npz", "train.npz"]
+    with np.load(os.path.join(folder, "train.npz")) as train:
+        assert train["image"].dtype == np.uint8 and train["image"].shape == (60, 28, 28, 1)
+    expected = _batches("fashion_mnist", fashion_mnist_dir.data_dir)  # the TFDS files
+    assert isinstance(datasets.open_splits("fashion_mnist", data_dir).train, datasets.ArraySource)
+    shutil.rmtree(os.path.join(data_dir, "fashion_mnist", datasets.tfds_version("fashion_mnist")))
+    got = _batches("fashion_mnist", data_dir)  # the arrays alone
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert on_device.default_cache_dir("fashion_mnist", data_dir) == folder
+
+    with open(os.path.join(folder, "test.npz"), "wb") as f:
+        f.write(b"not an npz")
+    with pytest.raises(datasets.DatasetNotFoundError, match="--format=arrays"):
+        datasets.open_splits("fashion_mnist", data_dir)
+
+
+def test_arrays_format_needs_the_data_or_the_source_files(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        prepare.main(["fashion_mnist", "--format=arrays", f"--data_dir={tmp_path}"])
+    assert "sdnet_jax.data.prepare fashion_mnist --manual_dir" in capsys.readouterr().err

@@ -32,6 +32,7 @@ def base(task: str, model: str, dataset: str) -> ml_collections.ConfigDict:
         ""  # TFDS data_dir ('' = TFDS default); see `python -m sdnet_jax.data.prepare`
     )
     c.data.augment = "none"
+    c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     # 'auto': the training split on the devices when it fits (sdnet_jax.data.on_device), else
     # Grain worker processes (sdnet_jax.data.grain_pipeline); 'device' | 'grain' | 'host' (the
     # per-example pipeline in the training process) force one.
@@ -60,3 +61,18 @@ def base(task: str, model: str, dataset: str) -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 2000
     c.max_to_keep = 3
     return c
+
+
+def set_fields(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """Sets ``config``'s fields by dotted path (``{"model.width": 64}``), as the command line's
+    ``--config.model.width=64`` does; a path the config does not have is a ``KeyError`` (a
+    misspelt override must not add a field). Returns ``config``."""
+    for key, value in overrides.items():
+        *path, leaf = key.split(".")
+        target = config
+        for part in path:
+            target = target[part]
+        if leaf not in target:
+            raise KeyError(f"the config has no field {key!r}")
+        target[leaf] = value
+    return config

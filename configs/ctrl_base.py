@@ -26,7 +26,6 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c.ctrl.code_lam = 0.0  # weight of the decoder-only sample-wise code consistency (0: off)
     c.ctrl.enc_lr_scale = 1.0  # the encoder's learning rate / the decoder's (optim.lr)
     c.ctrl.warmup_steps = 0  # first steps: the encoder maximises ΔR(Z) alone, at the full lr
-    c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     c.optim.name = "adam"
     c.optim.lr = 1.5e-4
     c.optim.b1 = 0.5

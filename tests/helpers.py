@@ -12,6 +12,8 @@ import time
 import jax
 import tensorflow_datasets as tfds
 
+from configs.common import set_fields
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(  # the classifier configs
     os.path.basename(p)[:-3]
@@ -48,17 +50,6 @@ def load_config(name: str, arg: str | None = "smoke"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
-
-
-def set_fields(config, overrides):
-    """Sets ``config``'s dotted-path fields (``{"model.width": 4}``); returns ``config``."""
-    for key, value in overrides.items():
-        target = config
-        *path, leaf = key.split(".")
-        for part in path:
-            target = target[part]
-        target[leaf] = value
-    return config
 
 
 def digits_smoke(**overrides):

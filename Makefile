@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ops-demo test test-quick lint format bench clean lock
+.PHONY: demo ops-demo test test-quick lint format bench clean lock wheelhouse gpu-bundle
 
 # constraints.txt pins the versions CI tested (see `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -69,6 +69,21 @@ bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.loop_overhead --json bench_out/loop_overhead.json
 	$(PY) -m benchmarks.report bench_out > bench_out/report.md
 	cat bench_out/report.md
+
+# Offline install (launch/README.md, "GPU/TPU hosts without internet"): the wheels of everything
+# the project needs beyond jax/jaxlib and their own requirements, build backend included, for
+# CPython $(WHEELHOUSE_PYTHON) on manylinux x86_64; EXCLUDE_FREEZE=<a pip freeze of the target>
+# leaves out what the target has. Then: pip install --no-index --find-links wheelhouse .
+WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+EXCLUDE_FREEZE ?=
+wheelhouse: $(STAMP)
+	$(PY) launch/wheelhouse.py --out $(WHEELHOUSE) --python-version $(WHEELHOUSE_PYTHON) \
+		$(if $(EXCLUDE_FREEZE),--exclude-freeze $(EXCLUDE_FREEZE))
+
+# What a GPU host without internet needs for benchmarks.reproduce (under 64 MiB): gpu_bundle/
+gpu-bundle: $(STAMP)
+	PY=$(PY) launch/gpu_bundle.sh gpu_bundle
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .ruff_cache

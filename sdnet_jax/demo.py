@@ -22,7 +22,12 @@ from sdnet_jax import ops
 
 def load_image(size: int) -> np.ndarray:
     """Grey ``camera`` image from scikit-image, resized to ``size``², zero mean, as (1, H, W, 1)."""
-    from skimage import data, transform
+    try:
+        from skimage import data, transform
+    except ImportError as error:
+        raise SystemExit(
+            "the ops demo needs scikit-image (its 'camera' image): pip install 'sdnet_jax[demo]'"
+        ) from error
 
     img = transform.resize(
         data.camera().astype(np.float32) / 255.0, (size, size), anti_aliasing=True

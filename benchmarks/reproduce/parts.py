@@ -21,7 +21,7 @@ from benchmarks.reproduce import plan
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.runs.common import restore_state
 from sdnet_jax.runtime import parallel
-from sdnet_jax.train import classifier, ctrl, loop
+from sdnet_jax.train import classifier, ctrl, inputs, loop
 
 
 @dataclasses.dataclass
@@ -96,24 +96,25 @@ def measure_loop(ctx: Context, name: str, until: float) -> dict[str, Any]:
     start = time.perf_counter()
     state = jax.jit(task.init_state, out_shardings=sharding)(key)
     program = loop.compile_program(task, mesh, sharding)
-    arrays = loop.place_train_arrays(task, mesh)
-    feed = parallel.shard_batch(next(task.train_batches(0)), mesh, program.feed_sharding)
-    acc = program.accumulator(state, arrays, feed)()
-    state, acc, _ = _timed_steps(program, state, acc, arrays, feed, 1)
+    resident = loop.place_resident(task, mesh)
+    feed = parallel.shard_batch(next(task.train_feeds(0)), mesh, program.feed_sharding)
+    acc = program.accumulator(state, resident, feed)()
+    state, acc, _ = _timed_steps(program, state, acc, resident, feed, 1)
     row["first_step_s"] = time.perf_counter() - start  # compile included
-    row["input_path"] = "device" if task.train_arrays is not None else "host"
     seconds = min(ctx.scale.loop_seconds, max(_left(until), 0.0) / 3)
-    state, acc, elapsed = _timed_steps(program, state, acc, arrays, feed, 3)
+    state, acc, elapsed = _timed_steps(program, state, acc, resident, feed, 3)
     steps = _clamp(seconds * 3 / elapsed, ctx.scale.loop_steps)
-    state, acc, elapsed = _timed_steps(program, state, acc, arrays, feed, steps)
+    state, acc, elapsed = _timed_steps(program, state, acc, resident, feed, steps)
     row["bare_steps_per_s"] = steps / elapsed
-    if task.train_arrays is not None:  # the in-step gather + augmentation alone
-        make = jax.jit(task.train_arrays.make_batch)
-        jax.block_until_ready(make(arrays, feed, 0))
-        start = time.perf_counter()
-        jax.block_until_ready([make(arrays, feed, i) for i in range(steps)])
-        row["input_ms"] = 1e3 * (time.perf_counter() - start) / steps
-    del state, acc, arrays
+    # the in-step input alone: gather (device path) + augmentation of the same feed
+    train_input = inputs.training_input(config, job.validate_config(config), workdir)
+    row["input_path"] = train_input.pipeline
+    batch = jax.jit(train_input.batch)
+    jax.block_until_ready(batch(resident, feed, 0))
+    start = time.perf_counter()
+    jax.block_until_ready([batch(resident, feed, i) for i in range(steps)])
+    row["input_ms"] = 1e3 * (time.perf_counter() - start) / steps
+    del state, acc, resident
     steps = _clamp(row["bare_steps_per_s"] * seconds, ctx.scale.loop_steps)
     steps = min(steps, task.num_train_steps - 1)
     log_every = max(steps // 6, 1)

@@ -159,3 +159,19 @@ def test_no_module_uses_a_private_name_of_another():
                 if uses := _private_uses(path):
                     found[os.path.relpath(path, PACKAGE)] = uses
     assert not found, found
+
+
+def test_nothing_imports_jax_internals():
+    """A newer JAX (the GPU hosts bring their own) may move anything under ``jax._src``."""
+    found = []
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                for node in ast.walk(ast.parse(open(path).read(), path)):
+                    modules = (
+                        [a.name for a in node.names] if isinstance(node, ast.Import)
+                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                    )  # fmt: skip
+                    found += [(path, m) for m in modules if m.startswith("jax._src")]
+    assert found == []

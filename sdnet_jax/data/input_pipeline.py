@@ -151,7 +151,7 @@ class TrainInput:
     ) -> dict[str, jax.Array]:
         """The step's global batch, inside the jitted step: its row of ``feed``, gathered from
         the ``resident`` arrays when the feed holds indices, augmented with the sampling
-        contract's keys: ``{'image': float32 [0, 1] (B, H, W, C), 'label': int32 (B,)}``."""
+        contract's random words: ``{'image': float32 [0, 1] (B, H, W, C), 'label': int32 (B,)}``."""
         step = jnp.asarray(step, jnp.int32)
         row = {k: jax.lax.dynamic_index_in_dim(v, step % self.steps_per_feed, 0, keepdims=False)
                for k, v in feed.items()}  # fmt: skip
@@ -160,8 +160,8 @@ class TrainInput:
             labels = jnp.take(resident["label"], row["index"], axis=0)
         else:
             images, labels = row["image"], row["label"]
-        keys = sampling.example_keys(sampling.example_bits(self.seed, step, images.shape[0]))
-        return {"image": augment_lib.augment_images(images, keys, self.augment), "label": labels}
+        bits = sampling.example_bits(self.seed, step, images.shape[0])
+        return {"image": augment_lib.augment_images(images, bits, self.augment), "label": labels}
 
 
 def train_input(

@@ -14,14 +14,18 @@ def _image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, c), dtype=np.uint8)
 
 
+def _bits(n, seed=0, step=4):
+    return sampling.example_bits(seed, jnp.int32(step), n)
+
+
 def _keys(n, seed=0, step=4):
-    return sampling.example_keys(sampling.example_bits(seed, jnp.int32(step), n))
+    return sampling.example_keys(_bits(n, seed, step))
 
 
 def test_pad_crop_flip_is_a_window_of_the_padded_image_and_flips_half():
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, size=(256, 6, 5, 2), dtype=np.uint8)  # no zero pixel
-    out = np.asarray(jax.jit(augment.augment_images, static_argnums=2)(images, _keys(256), "cifar"))
+    out = np.asarray(jax.jit(augment.augment_images, static_argnums=2)(images, _bits(256), "cifar"))
     assert out.shape == images.shape and out.dtype == np.float32
     out = np.round(out * 255).astype(np.uint8)
     flips, shifts = 0, set()
@@ -46,7 +50,7 @@ def test_pad_crop_flip_is_a_window_of_the_padded_image_and_flips_half():
 
 def test_random_resized_crop_keeps_shape_and_range_and_a_full_crop_is_the_image():
     images = np.random.default_rng(1).integers(0, 256, size=(64, 16, 12, 3), dtype=np.uint8)
-    out = np.asarray(augment.augment_images(images, _keys(64), "imagenet"))
+    out = np.asarray(augment.augment_images(images, _bits(64), "imagenet"))
     assert out.shape == (64, 16, 12, 3) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert not np.allclose(out * 255, images)
@@ -64,17 +68,17 @@ def test_random_resized_crop_keeps_shape_and_range_and_a_full_crop_is_the_image(
 
 def test_no_augmentation_is_the_stored_image_in_unit_range_and_names_are_checked():
     images = np.random.default_rng(2).integers(0, 256, size=(4, 3, 3, 1), dtype=np.uint8)
-    out = np.asarray(augment.augment_images(images, _keys(4), "none"))
+    out = np.asarray(augment.augment_images(images, _bits(4), "none"))
     np.testing.assert_allclose(out, images / 255.0, atol=1e-7)
     with pytest.raises(ValueError, match="unknown augment"):
-        augment.augment_images(images, _keys(4), "autoaugment")
+        augment.augment_images(images, _bits(4), "autoaugment")
 
 
 def test_augmentation_depends_on_the_keys_only():
     images = np.random.default_rng(3).integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
-    a = augment.augment_images(images, _keys(32, step=4), "flip_crop")
-    np.testing.assert_array_equal(a, augment.augment_images(images, _keys(32, step=4), "flip_crop"))
-    assert not np.array_equal(a, augment.augment_images(images, _keys(32, step=5), "flip_crop"))
+    a = augment.augment_images(images, _bits(32, step=4), "flip_crop")
+    np.testing.assert_array_equal(a, augment.augment_images(images, _bits(32, step=4), "flip_crop"))
+    assert not np.array_equal(a, augment.augment_images(images, _bits(32, step=5), "flip_crop"))
 
 
 def test_resize_shorter_center_crop():

@@ -6,7 +6,7 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 
 * The state is initialised by a jitted ``init_state`` with replicated ``out_shardings`` (from
   ``jax.eval_shape``) or, when ``checkpoints/`` has one, restored from the latest checkpoint.
-* ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
+* ``train_step(state, resident, feed)`` is jitted over the ``'data'`` mesh with the state donated.
 * Input. A task's ``train_feeds`` come from a background thread (:class:`parallel.Prefetcher`)
   that reads them and transfers them to the devices ``PREFETCH`` feeds ahead, so the loop only
   dispatches; a feed covers ``steps_per_feed`` steps (its arrays' leading axis; axis 1, the

@@ -34,6 +34,11 @@ class Context:
     results: dict[str, Any]
     progress: Callable[[dict[str, Any]], None] = lambda result: None
 
+    @property
+    def data(self) -> dict:
+        """The data fields of every run's config (:func:`plan.data_fields`)."""
+        return plan.data_fields(self.data_dir, os.path.join(self.workdir_root, "data_cache"))
+
     def workdir(self, name: str) -> str:
         """A fresh workdir for one run."""
         path = os.path.join(self.workdir_root, name)
@@ -59,11 +64,9 @@ def _loop_job(ctx: Context, name: str):
     part's (so its step is compiled once for both parts); a classifier's schedule is long enough
     for any loop measurement (its accuracy runs have their own)."""
     if name.startswith("ctrl_"):
-        return ctrl, plan.ctrl_config(name[len("ctrl_") :], ctx.scale, ctx.data_dir)
+        return ctrl, plan.ctrl_config(name[len("ctrl_") :], ctx.scale, ctx.data)
     longest = ctx.scale.loop_steps[1] + 1
-    return classifier, plan.classifier_config(
-        name, ctx.scale, ctx.data_dir, num_train_steps=longest
-    )
+    return classifier, plan.classifier_config(name, ctx.scale, ctx.data, num_train_steps=longest)
 
 
 # ----------------------------------------------------------------------------- loop
@@ -158,7 +161,7 @@ def _classifier_test(config, workdir: str) -> dict[str, Any]:
 def accuracy_part(ctx: Context, deadline: float) -> dict[str, Any]:
     models = ("resnet18", "sdnet18")
     loop_rows = {r["model"]: r for r in ctx.results.get("loop", {}).get("rows", [])}
-    probe = plan.classifier_config(models[0], ctx.scale, ctx.data_dir)
+    probe = plan.classifier_config(models[0], ctx.scale, ctx.data)
     info = classifier.validate_config(probe)
     steps_per_epoch = math.ceil(info.num_train / probe.batch_size)
     rates = [loop_rows[m]["loop_steps_per_s"] for m in models if m in loop_rows]
@@ -179,7 +182,7 @@ def accuracy_part(ctx: Context, deadline: float) -> dict[str, Any]:
     }  # fmt: skip
     for i, model in enumerate(models):
         config = plan.classifier_config(
-            model, ctx.scale, ctx.data_dir, num_epochs=float(epochs), num_train_steps=-1,
+            model, ctx.scale, ctx.data, num_epochs=float(epochs), num_train_steps=-1,
             eval_every_steps=eval_every, checkpoint_every_steps=10**9, log_every_steps=50,
         )  # fmt: skip
         workdir = ctx.workdir(f"accuracy_{model}")
@@ -295,7 +298,7 @@ def ctrl_part(ctx: Context, deadline: float) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "running", "runs": {}}
     for i, pair in enumerate(plan.CTRL_PAIRS):
         per_run = _left(deadline) / (len(plan.CTRL_PAIRS) - i)
-        config = plan.ctrl_config(pair, ctx.scale, ctx.data_dir)
+        config = plan.ctrl_config(pair, ctx.scale, ctx.data)
         total = config.num_train_steps
         rate = loop_rows.get(f"ctrl_{pair}", {}).get("loop_steps_per_s")
         expected = total if rate is None else rate * (per_run - ctx.scale.compile_allowance_s)

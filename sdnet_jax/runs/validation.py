@@ -86,6 +86,11 @@ def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.Dat
     checks.require(
         checks.is_int(m.width) and m.width >= 1, "config.model.width must be a positive integer."
     )
+    stem_width = m.get("stem_width", 0)
+    checks.require(
+        checks.is_int(stem_width) and stem_width >= 0,
+        f"config.model.stem_width must be an integer >= 0 (0 = width), got {stem_width!r}.",
+    )
     checks.require(
         all(checks.is_int(n) and n >= 1 for n in m.stage_sizes),
         f"config.model.stage_sizes must be positive integers (or empty), got {m.stage_sizes!r}.",

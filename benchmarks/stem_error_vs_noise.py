@@ -47,9 +47,9 @@ def expected_clip(x: jax.Array, sigma: float) -> jax.Array:
     return x * (cdf(b) - cdf(a)) + sigma * (pdf(a) - pdf(b)) + (1 - cdf(b))
 
 
-def main(argv: list[str]) -> None:
-    workarounds.prefer_eigen_convolutions()
-    workdir = argv[1]
+def measure(workdir: str, max_examples: int, sigmas: tuple[float, ...] = SIGMAS) -> dict:
+    """The table of the module docstring for the classifier in ``workdir`` (its first
+    ``max_examples`` test images), as a dict with one row per (σ, variant)."""
     config, model, state, info = runs.load_classifier(workdir)
     variables = jax.device_get({"params": state.params, **state.model_state})
     mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
@@ -59,9 +59,9 @@ def main(argv: list[str]) -> None:
     images = []
     for batch in batches:
         images.append(batch["image"][batch["mask"] > 0])
-        if sum(len(x) for x in images) >= FLAGS.max_examples:
+        if sum(len(x) for x in images) >= max_examples:
             break
-    images = np.concatenate(images)[: FLAGS.max_examples]
+    images = np.concatenate(images)[:max_examples]
     levels = np.round(np.clip(images * std + mean, 0, 1) * 255)  # the uint8 images
 
     @jax.jit
@@ -76,11 +76,10 @@ def main(argv: list[str]) -> None:
         }
 
     background = (levels == 0).astype(np.float32)
-    normalise = lambda unit: (unit - mean) / std
     key = jax.random.key(0)
     z = np.asarray(jax.random.normal(key, levels.shape))
     rows = []
-    for sigma in SIGMAS:
+    for sigma in sigmas:
         unit = levels / 255.0
         variants = {
             "clipped": np.asarray(sdnet_noise.noise_255(levels, key, "gaussian", sigma)) / 255,
@@ -88,14 +87,10 @@ def main(argv: list[str]) -> None:
             "mean shift": np.asarray(expected_clip(jnp.asarray(unit), sigma)),
         }
         for name, noisy in variants.items():
-            out = jax.device_get(errors(normalise(noisy).astype(np.float32), background))
+            normalised = ((noisy - mean) / std).astype(np.float32)
+            out = jax.device_get(errors(normalised, background))
             rows.append({"sigma": sigma, "variant": name, **{k: float(v) for k, v in out.items()}})
-            print(
-                f"σ={sigma:<5g} {name:<11} ‖x−Az‖²: total {out['total']:7.3f}  background "
-                f"{out['background']:7.3f}  foreground {out['foreground']:7.3f}  "
-                f"mean input {out['input_mean']:+.3f}"
-            )
-    summary = {
+    return {
         "workdir": workdir,
         "model": config.model.name,
         "dataset": config.data.name,
@@ -103,7 +98,21 @@ def main(argv: list[str]) -> None:
         "background_fraction": float(background.mean()),
         "rows": rows,
     }
-    print(f"{len(images)} test images, background (black) pixels {background.mean():.1%}")
+
+
+def main(argv: list[str]) -> None:
+    workarounds.prefer_eigen_convolutions()
+    summary = measure(argv[1], FLAGS.max_examples)
+    for r in summary["rows"]:
+        print(
+            f"σ={r['sigma']:<5g} {r['variant']:<11} ‖x−Az‖²: total {r['total']:7.3f}  background "
+            f"{r['background']:7.3f}  foreground {r['foreground']:7.3f}  "
+            f"mean input {r['input_mean']:+.3f}"
+        )
+    print(
+        f"{summary['num_examples']} test images, background (black) pixels "
+        f"{summary['background_fraction']:.1%}"
+    )
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
             json.dump(summary, f, indent=2)

@@ -8,8 +8,8 @@ Prints, per report, the mean test accuracy over each noise family's levels at th
 the oracle λ (best per level with the test labels, over SDNet's grid 0.1 … 1.4 and over the whole
 grid evaluated) and with the line fitted on validation, then the accuracy at every λ of the grid
 for each family's strongest level. ``--figure`` draws SDNet's form (accuracy against λ, one curve
-per level) for the ``--sdnet`` report, with the ``--resnet`` report's accuracy at each level as a
-dashed line of the same colour.
+per level) for each ``--sdnet`` report (one row each), with the matching ``--resnet`` report's
+accuracy at each level as a dashed line of the same colour.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("figure", "", "write the SDNet-form figure here")
-flags.DEFINE_string("sdnet", "", "the SDNet report drawn in the figure")
-flags.DEFINE_string("resnet", "", "the ResNet report drawn beside it")
+flags.DEFINE_string(
+    "sdnet", "", "SDNet reports drawn in the figure, one row each (comma-separated)"
+)
+flags.DEFINE_string("resnet", "", "the ResNet report drawn beside each row (as many, or none)")
 SDNET_GRID = (0.1, 1.4)  # the range of SDNet's own λ grid
 
 
@@ -86,33 +88,43 @@ def table(path: str) -> list[str]:
     return [*out, ""]
 
 
-def figure(sdnet_path: str, resnet_path: str, path: str) -> None:
+def figure(sdnet_paths: list[str], resnet_paths: list[str], path: str) -> None:
+    """One row per SDNet report: accuracy against λ per level and noise (SDNet's form), the
+    matching ResNet report's accuracy per level dashed in the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sdnet, resnet = _load(sdnet_path), _load(resnet_path) if resnet_path else None
-    noises = list(sdnet["noise_levels"])
-    fig, axes = plt.subplots(1, len(noises), figsize=(4.2 * len(noises), 3.8), squeeze=False)
-    grid = sdnet["lams"]
-    for ax, noise in zip(axes[0], noises, strict=True):
-        levels = sdnet["noise_levels"][noise]
-        colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(levels)))
-        for c, color in zip(levels, colors, strict=True):
-            ax.plot(grid, [_accuracy(sdnet, noise, c, lam) for lam in grid], "-", color=color,
-                    label=f"c={c:g}")  # fmt: skip
-            if resnet is not None:
-                ax.axhline(_accuracy(resnet, noise, c, None), color=color, ls="--", lw=0.8)
-        ax.axvline(sdnet["default_lam"], color="grey", ls=":")
-        ax.set(title=f"{noise} noise", xlabel="SDNet stem λ at test time", ylabel="test accuracy")
-    axes[0][0].legend(fontsize=6, ncol=2)
+    rows = [(_load(s), _load(r) if r else None) for s, r in zip(
+        sdnet_paths, resnet_paths or [""] * len(sdnet_paths), strict=True)]  # fmt: skip
+    noises = list(rows[0][0]["noise_levels"])
+    fig, axes = plt.subplots(
+        len(rows), len(noises), figsize=(4.2 * len(noises), 3.4 * len(rows)), squeeze=False
+    )
+    for ax_row, (sdnet, resnet) in zip(axes, rows, strict=True):
+        grid = sdnet["lams"]
+        recal = sdnet.get("bn_recalibration")
+        stats = f"BN re-estimated ({recal['examples']} images)" if recal else "BN running stats"
+        for ax, noise in zip(ax_row, noises, strict=True):
+            levels = sdnet["noise_levels"][noise]
+            colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(levels)))
+            for c, color in zip(levels, colors, strict=True):
+                ax.plot(grid, [_accuracy(sdnet, noise, c, lam) for lam in grid], "-",
+                        color=color, label=f"c={c:g}")  # fmt: skip
+                if resnet is not None:
+                    ax.axhline(_accuracy(resnet, noise, c, None), color=color, ls="--", lw=0.8)
+            ax.axvline(sdnet["default_lam"], color="grey", ls=":")
+            ax.set(title=f"{noise}, {stats}", xlabel="SDNet stem λ at test time",
+                   ylabel="test accuracy", ylim=(0.1, 0.95))  # fmt: skip
+        ax_row[0].legend(fontsize=6, ncol=2)
+    sdnet, resnet = rows[0]
     title = f"{sdnet['model']} (solid, against λ)"
     if resnet is not None:
         title += f" vs {resnet['model']} (dashed, no λ)"
     fig.suptitle(f"{sdnet['dataset']}, SDNet's protocol: {title}")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 
@@ -120,7 +132,8 @@ def main(argv: list[str]) -> None:
     for path in argv[1:]:
         print("\n".join(table(path)))
     if FLAGS.figure:
-        figure(FLAGS.sdnet, FLAGS.resnet, FLAGS.figure)
+        resnets = FLAGS.resnet.split(",") if FLAGS.resnet else []
+        figure(FLAGS.sdnet.split(","), resnets, FLAGS.figure)
         print(f"wrote {FLAGS.figure}", file=sys.stderr)
 
 

@@ -213,3 +213,38 @@ def test_command_selects_sdnets_protocol(sdnet_dir, tmp_path):
     report = json.load(open(tmp_path / "sdnet_protocol.json"))
     assert report["noise_levels"] == {"shot": list(sdnet_noise.LEVELS["shot"])}
     assert len(report["records"]) == 11 * 3
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+def test_the_summary_reads_the_report(report, tmp_path):
+    from benchmarks import summarize_sdnet_protocol as summary
+
+    path = os.path.join(report["output_dir"], "sdnet_protocol.json")
+    lines = summary.table(path)
+    trained = [
+        r["accuracy"] for r in report["records"] if r["noise"] == "impulse" and r["lam"] is None
+    ]
+    row = next(line for line in lines if line.startswith("| impulse |"))
+    assert row.split("|")[2].strip() == f"{100 * np.mean(trained):.1f}"
+    summary.figure([path, path], [], os.fspath(tmp_path / "figure.png"))
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stem_error_vs_noise_separates_the_clipping(sdnet_dir):
+    from benchmarks import stem_error_vs_noise
+
+    x = jnp.linspace(0.0, 1.0, 11)
+    samples = jnp.clip(x + 0.2 * jax.random.normal(jax.random.key(0), (200_000, 1)), 0.0, 1.0)
+    np.testing.assert_allclose(
+        stem_error_vs_noise.expected_clip(x, 0.2), samples.mean(0), atol=2e-3
+    )
+    table = stem_error_vs_noise.measure(sdnet_dir, 64, sigmas=(0.0, 0.2))
+    rows = {(r["sigma"], r["variant"]): r for r in table["rows"]}
+    clean = rows[0.0, "unclipped"]
+    assert rows[0.0, "clipped"]["total"] == pytest.approx(clean["total"], rel=1e-5)
+    assert rows[0.2, "unclipped"]["total"] > clean["total"]  # zero-mean noise adds error
+    assert rows[0.2, "mean shift"]["input_mean"] > clean["input_mean"] + 0.05  # brighter
+    for r in table["rows"]:
+        assert r["background"] + r["foreground"] == pytest.approx(r["total"], rel=1e-5)

@@ -329,6 +329,7 @@ BAD = [
     ("sdnet_noises", ("gaussian_noise",), "config.eval.sdnet_noises"),
     ("sdnet_lams", (), "config.eval.sdnet_lams"),
     ("bn_recalibration_examples", -5, "config.eval.bn_recalibration_examples"),
+    ("bn_recalibration_scope", "head", "config.eval.bn_recalibration_scope"),
 ]
 
 

@@ -169,11 +169,40 @@ def test_recalibrated_batch_norm_statistics_are_the_batch_s_own(restored):
     assert not np.allclose(stats["stem_bn"]["var"], running, rtol=0.05)  # λ 0.5 ≠ trained 0.1
 
 
+def test_recalibration_scope_stem_re_estimates_the_stem_only(restored, monkeypatch):
+    evaluator, state, mesh = restored.evaluator, restored.state, restored.mesh
+    seen, cell_sums = [], evaluator.cell_sums
+
+    def spy(params, model_state, *args):
+        seen.append(jax.device_get(model_state["batch_stats"]))
+        return cell_sums(params, model_state, *args)
+
+    monkeypatch.setattr(evaluator, "cell_sums", spy)
+    batch = next(iter(restored.test))
+    for scope in ("stem", "all"):
+        robustness.run_sweep(
+            evaluator, state, restored.test, [("clean", 0)], [0.5], mesh, batch, scope
+        )
+    stem_only, every = seen[0], seen[-1]
+    running = jax.device_get(state.model_state["batch_stats"])
+    for name in running:
+        expected = every[name] if name == "stem_bn" else running[name]
+        for a, b in zip(jax.tree_util.tree_leaves(stem_only[name]),
+                        jax.tree_util.tree_leaves(expected), strict=True):  # fmt: skip
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert not np.allclose(every["stage1_block1"]["bn1"]["var"],
+                           running["stage1_block1"]["bn1"]["var"])  # fmt: skip
+
+
 def test_recalibration_control_runs_and_skips_the_line(sdnet_dir, report, tmp_path):
     e = sdnet_eval(os.fspath(tmp_path), sdnet_noises=("gaussian",), sdnet_lams=(0.1, 1.4),
                    bn_recalibration_examples=64, plots=False)  # fmt: skip
     recalibrated = robustness.evaluate_checkpoint(sdnet_dir, e)
-    assert recalibrated["bn_recalibration"] == {"examples": 64, "split": "validation"}
+    assert recalibrated["bn_recalibration"] == {
+        "examples": 64,
+        "split": "validation",
+        "scope": "all",
+    }
     assert "skipped" in recalibrated["line"]
     running = {(r["noise"], r["level"], r["lam"]): r for r in report["records"]}
     changed = [

@@ -14,6 +14,7 @@ from sdnet_jax.runtime import parallel
 
 CLEAN = "clean"
 PROTOCOLS = ("cifar10c", "sdnet")
+RECALIBRATION_SCOPES = ("all", "stem")
 SCOPES = ("stem", "all")
 NORMS = ("linf", "l2")
 STATS = ("recon_error", "l1", "nonzero_fraction")
@@ -52,6 +53,9 @@ def default_eval_config() -> ml_collections.ConfigDict:
     # > 0: before each (cell, λ) of a sweep, re-estimate the batch-norm statistics on this many
     # unlabelled validation images corrupted as the cell says, at that λ (0 = running statistics)
     e.bn_recalibration_examples = 0
+    e.bn_recalibration_scope = (
+        "all"  # 'all' batch norms, or 'stem': the stem's only (after the CSC)
+    )
     e.batch_size = 250  # global batch size
     e.max_examples = 0  # per split (test, validation); 0 = all
     e.pgd_max_examples = 0  # test examples attacked; 0 = as max_examples
@@ -106,6 +110,11 @@ def validate_eval_config(e: Any) -> None:
     )
     if n:
         parallel.check_batch_size(n, "config.eval.bn_recalibration_examples")
+    checks.require(
+        e.bn_recalibration_scope in RECALIBRATION_SCOPES,
+        f"config.eval.bn_recalibration_scope must be one of {RECALIBRATION_SCOPES}, "
+        f"got {e.bn_recalibration_scope!r}.",
+    )
     names = e.corruptions
     checks.require(
         isinstance(names, list | tuple) and all(n in corruptions_lib.CORRUPTIONS for n in names),

@@ -66,7 +66,9 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
     )
 
     report = report_header(workdir, e, restored)
-    sweep = run_sweep(evaluator, state, test, cells, [None, *grid], mesh, recalibration)
+    sweep = run_sweep(
+        evaluator, state, test, cells, [None, *grid], mesh, recalibration, e.bn_recalibration_scope
+    )
     report["corruption_accuracy"] = [r for r in sweep.records if r["lam"] is None]
     if has_csc and grid:
         report["lam_sweep"] = {"split": "test", "lams": grid, "records": list(sweep.records)}

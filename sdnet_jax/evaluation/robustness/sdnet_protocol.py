@@ -25,7 +25,8 @@ What is run here (``python -m sdnet_jax.evaluate --workdir=W --config.eval.proto
   cannot be used per input: it depends on the λ being chosen.
 * ``bn_recalibration_examples > 0`` (a control, not SDNet's protocol): before each (cell, λ) the
   batch-norm statistics are re-estimated on that many unlabelled validation images corrupted as
-  the cell says; the line is then skipped (a per-input λ has no one set of statistics).
+  the cell says — of every batch norm, or with ``bn_recalibration_scope='stem'`` of the stem's
+  only; the line is then skipped (a per-input λ has no one set of statistics).
 * A model without CSC layers (ResNet) gets the same noise table without a λ sweep.
 
 Output (``<workdir>/robustness`` unless ``config.eval.output_dir``): ``sdnet_protocol.json`` and,
@@ -157,13 +158,26 @@ def evaluate_sdnet_protocol(workdir: str, e: Any) -> dict[str, Any]:
             "noise_levels": {n: list(sdnet_noise.LEVELS[n]) for n in noises},
             "lams": grid,
             "bn_recalibration": (
-                {"examples": e.bn_recalibration_examples, "split": "validation"}
+                {
+                    "examples": e.bn_recalibration_examples,
+                    "split": "validation",
+                    "scope": e.bn_recalibration_scope,
+                }
                 if recalibration is not None
                 else None
             ),
         }
     )
-    test = run_sweep(evaluator, state, restored.test, cells, [None, *grid], mesh, recalibration)
+    test = run_sweep(
+        evaluator,
+        state,
+        restored.test,
+        cells,
+        [None, *grid],
+        mesh,
+        recalibration,
+        e.bn_recalibration_scope,
+    )
     report["records"] = _rows(test.records)
     report["oracle"] = None
     report["line"] = None

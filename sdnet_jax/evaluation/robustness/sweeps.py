@@ -139,12 +139,15 @@ def run_sweep(
     lams: Sequence[float | None],
     mesh: jax.sharding.Mesh,
     recalibration: Batch | None = None,
+    recalibration_scope: str = "all",
 ) -> Sweep:
     """Evaluates every cell at every λ (``None``: the default λ, recorded as ``lam: None``).
 
     With ``recalibration`` (one batch of unlabelled images, every one counted), the batch-norm
     statistics are re-estimated for every (cell, λ) on that batch corrupted as the cell says
-    (:attr:`Evaluator.recalibrated_stats`) before the cell is evaluated with them.
+    (:attr:`Evaluator.recalibrated_stats`) before the cell is evaluated with them: those of every
+    batch norm (``recalibration_scope='all'``) or of the stem's only (``'stem'``; the others keep
+    their running statistics).
     """
     records = []
     total, done, start = len(cells) * len(lams), 0, time.perf_counter()
@@ -159,6 +162,9 @@ def run_sweep(
                 stats = evaluator.recalibrated_stats(
                     state.params, state.model_state, recalibration, index, level, value
                 )
+                if recalibration_scope == "stem":
+                    running = state.model_state["batch_stats"]
+                    stats = {k: stats[k] if k.startswith("stem") else v for k, v in running.items()}
                 used = state.replace(model_state={**state.model_state, "batch_stats": stats})
             metrics = _one_pass(evaluator.cell_sums, used, batches, mesh, index, level, value)
             records.append({"corruption": cell[0], "severity": cell[1], "lam": lam, **metrics})

@@ -11,6 +11,7 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c = common.base("classifier", model, dataset)
     c.model.stem = "cifar"
     c.model.width = 64
+    c.model.stem_width = 0  # channels (atoms) of the stem; 0 = width
     c.model.stage_sizes = ()  # () = the named model's blocks per stage (the smoke form uses fewer)
     c.data.augment = "cifar"
     c.optim.name = "sgd"

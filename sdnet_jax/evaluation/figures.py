@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from sdnet_jax import viz
 from sdnet_jax.checks import feature_matrix
 from sdnet_jax.data import pixels
 from sdnet_jax.viz import atom_grid, image_grid
@@ -23,24 +23,6 @@ def _to_unit(images: Any) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"images must be NHWC, got shape {x.shape}.")
     return np.clip(pixels.unit_from_symmetric(x), 0.0, 1.0)
-
-
-def _save_png(path: str | os.PathLike[str], image: np.ndarray, scale: int = 1) -> np.ndarray:
-    """Writes an ``(H, W, C)`` image in [0, 1] (C = 1 or 3), upscaled ``scale``× (nearest)."""
-    if scale < 1:
-        raise ValueError(f"scale must be >= 1, got {scale}.")
-    img = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
-    if scale > 1:
-        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    data = np.round(img * 255.0).astype(np.uint8)
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    if data.shape[-1] == 1:
-        Image.fromarray(data[..., 0], mode="L").save(path)
-    else:
-        Image.fromarray(data, mode="RGB").save(path)
-    return data
 
 
 def save_reconstruction_grid(
@@ -66,7 +48,7 @@ def save_reconstruction_grid(
     left = image_grid(x[:count], columns)
     right = image_grid(x_hat[:count], columns)
     spacer = np.ones((left.shape[0], gap, left.shape[2]), np.float32)
-    return _save_png(path, np.concatenate([left, spacer, right], axis=1), scale)
+    return viz.save_png(path, np.concatenate([left, spacer, right], axis=1), scale)
 
 
 # A few anchors of matplotlib's 'viridis' colour map (0 → dark blue, 1 → yellow).
@@ -119,7 +101,7 @@ def save_cosine_heatmap(
     if m < 1:
         raise ValueError("z is empty.")
     cell = max(1, 512 // m) if cell is None else int(cell)
-    return _save_png(path, _colormap(sim), cell)
+    return viz.save_png(path, _colormap(sim), cell)
 
 
 def first_stage_dictionary(encoder_params: Mapping[str, Any]) -> np.ndarray:
@@ -147,7 +129,7 @@ def save_atoms(
     d = np.asarray(dictionary)
     if d.ndim != 4:
         raise ValueError(f"dictionary must be HWIO (kh, kw, C_in, n), got shape {d.shape}.")
-    return _save_png(path, atom_grid(d, columns), scale)
+    return viz.save_png(path, atom_grid(d, columns), scale)
 
 
 def save_atom_grid(
@@ -155,4 +137,4 @@ def save_atom_grid(
 ) -> np.ndarray:
     """Saves the encoder's first-stage atoms (:func:`first_stage_dictionary`) as a PNG grid, each
     atom scaled to [0, 1] and upscaled ``scale``× (nearest). Returns the saved ``uint8`` array."""
-    return _save_png(path, atom_grid(first_stage_dictionary(encoder_params)), scale)
+    return viz.save_png(path, atom_grid(first_stage_dictionary(encoder_params)), scale)

@@ -78,6 +78,11 @@ class ResNet(nn.Module):
       csc_blocks: every block conv is a CSC layer (SDNet-All).
       shortcut: keep the shortcut (and final ReLU) of the SDNet-All blocks.
       width: channels of the first stage (64 in the papers).
+      stem_width: channels (atoms, for a CSC stem) of the stem; 0 = ``width``. A stem wider than
+        the first stage makes the first block's shortcut a projection.
+      bn_momentum: momentum of every batch norm's running statistics (0.9 = PyTorch's 0.1; 0 makes a
+        ``train=True`` call store the batch's own statistics, which the robustness evaluation uses
+        to re-estimate them).
       csc: the CSC layer constructor (a ``functools.partial`` of :class:`CSCConv` with λ, iterations,
         solver, …).
       dtype: computation dtype (float32 or bfloat16); parameters stay float32.
@@ -90,6 +95,8 @@ class ResNet(nn.Module):
     csc_blocks: bool = False
     shortcut: bool = True
     width: int = 64
+    stem_width: int = 0
+    bn_momentum: float = 0.9
     csc: ModuleDef = CSCConv
     dtype: Any = jnp.float32
 
@@ -105,7 +112,7 @@ class ResNet(nn.Module):
         norm = partial(
             nn.BatchNorm,
             use_running_average=not train,
-            momentum=0.9,
+            momentum=self.bn_momentum,
             epsilon=1e-5,
             dtype=self.dtype,
         )
@@ -114,15 +121,16 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
 
         k, s = (3, 1) if self.stem == "cifar" else (7, 2)
+        stem_width = self.stem_width or self.width
         if self.csc_stem or self.csc_blocks:
-            x = csc(self.width, k, s, padding=_pad(k), name="stem_csc")(x, lam=stem_lam)
+            x = csc(stem_width, k, s, padding=_pad(k), name="stem_csc")(x, lam=stem_lam)
             x = norm(name="stem_bn")(x)
         else:
-            x = conv(self.width, (k, k), s, padding=_pad(k), name="stem_conv")(x)
+            x = conv(stem_width, (k, k), s, padding=_pad(k), name="stem_conv")(x)
             x = nn.relu(norm(name="stem_bn")(x))
         if self.stem == "imagenet":
             if self.csc_blocks:
-                x = csc(self.width, 3, 2, padding=_pad(3), name="stem_csc2")(x, lam=stem_lam)
+                x = csc(stem_width, 3, 2, padding=_pad(3), name="stem_csc2")(x, lam=stem_lam)
             else:
                 x = nn.max_pool(x, (3, 3), (2, 2), padding=_pad(3))
 

@@ -35,7 +35,8 @@ def make_optimizer(config: Any, info: input_pipeline.DatasetInfo):
 
 
 def build_model(config: Any, info: input_pipeline.DatasetInfo) -> nn.Module:
-    """The registered model of ``config.model`` (``stage_sizes`` overrides its depth when set)."""
+    """The registered model of ``config.model`` (``stage_sizes`` overrides its depth when set,
+    ``stem_width`` the stem's channels)."""
     stage_sizes = tuple(config.model.stage_sizes)
     depth = {"stage_sizes": stage_sizes} if stage_sizes else {}
     return models.get_model(
@@ -44,6 +45,7 @@ def build_model(config: Any, info: input_pipeline.DatasetInfo) -> nn.Module:
         stem=config.model.stem,
         csc=dict(config.model.csc),
         width=config.model.width,
+        stem_width=config.model.stem_width,
         dtype=DTYPES[config.model.dtype],
         **depth,
     )

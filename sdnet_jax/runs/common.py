@@ -24,6 +24,7 @@ ADDED_FIELDS = {
     "data.pipeline": "auto",
     "data.cache_dir": "",
     "model.stage_sizes": (),
+    "model.stem_width": 0,
     "optim.warmup_steps": 0,
     "optim.end_lr": 0.0,
     "ctrl.enc_lr_scale": 1.0,

@@ -114,6 +114,10 @@ def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.Dat
         checks.is_int(m.width) and m.width >= 1, "config.model.width must be a positive integer."
     )
     checks.require(
+        checks.is_int(m.stem_width) and m.stem_width >= 0,
+        f"config.model.stem_width must be an integer >= 0 (0 = width), got {m.stem_width!r}.",
+    )
+    checks.require(
         all(checks.is_int(n) and n >= 1 for n in m.stage_sizes),
         f"config.model.stage_sizes must be positive integers (or empty), got {m.stage_sizes!r}.",
     )

@@ -294,6 +294,7 @@ def test_entrypoint_end_to_end_on_two_devices(sdnet_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test sweep" in proc.stderr and "PGD l2" in proc.stderr  # progress lines
+    assert "impulse_noise/3  accuracy at λ = {default(0.1): " in proc.stderr  # λ of each value
     report = json.load(open(output_dir / "robustness.json"))
     assert report["eval"]["lams"] == [0.1, 0.5]
     assert report["num_test_examples"] == 64
@@ -324,6 +325,11 @@ BAD = [
     ("max_examples", -1, "config.eval.max_examples"),
     ("checkpoint", "newest", "config.eval.checkpoint"),
     ("table", "mnist", "config.eval.table"),
+    ("protocol", "sdnet2", "config.eval.protocol"),
+    ("sdnet_noises", ("gaussian_noise",), "config.eval.sdnet_noises"),
+    ("sdnet_lams", (), "config.eval.sdnet_lams"),
+    ("bn_recalibration_examples", -5, "config.eval.bn_recalibration_examples"),
+    ("bn_recalibration_scope", "head", "config.eval.bn_recalibration_scope"),
 ]
 
 

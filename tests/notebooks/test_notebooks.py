@@ -24,7 +24,10 @@ CELL_TIMEOUT_S = 300
 # notebook -> (minimum number of figures, strings its text output must contain)
 EXPECTED = {
     "csc_ops_quickstart.ipynb": (5, ["lasso objective / pixel", "PSNR", "nonzero %", "FISTA"]),
-    "sdnet_digits.ipynb": (4, ["test accuracy", "stem dictionary", "accuracy "]),
+    "sdnet_digits.ipynb": (
+        5,
+        ["test accuracy", "stem dictionary", "hidden features of the stem", "accuracy "],
+    ),
     "csc_ctrl_digits.ipynb": (3, ["nearest_subspace_accuracy", "restored step 2", "test PSNR"]),
 }
 

@@ -53,9 +53,11 @@ the λ in use). Batch norm runs on its running statistics, so examples are attac
 
 from __future__ import annotations
 
+from sdnet_jax.evaluation.robustness import sdnet_noise
 from sdnet_jax.evaluation.robustness.config import (
     CLEAN,
     NORMS,
+    PROTOCOLS,
     SCOPES,
     Cell,
     default_config,
@@ -72,12 +74,20 @@ from sdnet_jax.evaluation.robustness.programs import (
     pgd_random_start,
 )
 from sdnet_jax.evaluation.robustness.report import write_plots, write_report
+from sdnet_jax.evaluation.robustness.restored import Restored, restore
+from sdnet_jax.evaluation.robustness.sdnet_protocol import (
+    evaluate_sdnet_protocol,
+    oracle_rows,
+    sdnet_cells,
+    write_sdnet_plots,
+)
 from sdnet_jax.evaluation.robustness.sweeps import (
     AdaptiveRule,
     SplitBatches,
     Sweep,
     cells_of,
     fit_adaptive_rule,
+    lam_label,
     run_adaptive,
     run_pgd,
     run_sweep,
@@ -86,10 +96,12 @@ from sdnet_jax.evaluation.robustness.sweeps import (
 __all__ = [
     "CLEAN",
     "NORMS",
+    "PROTOCOLS",
     "SCOPES",
     "AdaptiveRule",
     "Cell",
     "Evaluator",
+    "Restored",
     "SplitBatches",
     "Sweep",
     "cells_of",
@@ -97,15 +109,22 @@ __all__ = [
     "default_config",
     "default_eval_config",
     "evaluate_checkpoint",
+    "evaluate_sdnet_protocol",
     "fit_adaptive_rule",
     "forward",
+    "lam_label",
+    "oracle_rows",
     "pgd_direction",
     "pgd_project",
     "pgd_random_start",
+    "restore",
     "run_adaptive",
     "run_pgd",
     "run_sweep",
+    "sdnet_cells",
+    "sdnet_noise",
     "validate_eval_config",
     "write_plots",
     "write_report",
+    "write_sdnet_plots",
 ]

@@ -9,14 +9,18 @@ import numpy as np
 
 from sdnet_jax import checks
 from sdnet_jax.data import corruptions as corruptions_lib
+from sdnet_jax.evaluation.robustness import sdnet_noise
 from sdnet_jax.runtime import parallel
 
 CLEAN = "clean"
+PROTOCOLS = ("cifar10c", "sdnet")
+RECALIBRATION_SCOPES = ("all", "stem")
 SCOPES = ("stem", "all")
 NORMS = ("linf", "l2")
 STATS = ("recon_error", "l1", "nonzero_fraction")
 STEM = "stem_csc"
 PGD_TAG = 7919  # keeps the PGD random starts apart from the corruption noise
+RECALIBRATION_TAG = 104729  # the noise of the batch-norm recalibration images (not a batch index)
 CACHE_BYTES = 2**31  # host-side cache of a split's batches up to this size
 
 Cell = tuple[str, int]
@@ -27,6 +31,10 @@ Batch = dict[str, np.ndarray]
 def default_eval_config() -> ml_collections.ConfigDict:
     """The evaluation options (``config.eval`` of the entrypoint), with their defaults."""
     e = ml_collections.ConfigDict()
+    # 'cifar10c': the CIFAR-10-C / ImageNet-C corruptions (`table`), the λ grid `lams`, the
+    # adaptive rule and PGD; 'sdnet': SDNet's robust_inference.py (`sdnet_noises` at SDNet's
+    # levels, its λ grid `sdnet_lams`, the oracle best λ and the line, no PGD).
+    e.protocol = "cifar10c"
     e.corruptions = tuple(corruptions_lib.CORRUPTIONS)  # names in sdnet_jax.data.corruptions
     e.severities = (1, 2, 3, 4, 5)
     e.table = "cifar10"  # corruption parameters: 'cifar10' (CIFAR-10-C) or 'imagenet'
@@ -40,6 +48,14 @@ def default_eval_config() -> ml_collections.ConfigDict:
     e.pgd_step_size = 0.25  # per step, as a fraction of ε
     e.pgd_random_start = True
     e.pgd_lams = (0.3,)  # attacked besides the default (trained) λ; CSC models only
+    e.sdnet_noises = sdnet_noise.FAMILIES  # protocol 'sdnet': families, each at SDNet's levels
+    e.sdnet_lams = sdnet_noise.LAMS  # protocol 'sdnet': the stem's λ grid (SDNet's 0.1 .. 1.4)
+    # > 0: before each (cell, λ) of a sweep, re-estimate the batch-norm statistics on this many
+    # unlabelled validation images corrupted as the cell says, at that λ (0 = running statistics)
+    e.bn_recalibration_examples = 0
+    e.bn_recalibration_scope = (
+        "all"  # 'all' batch norms, or 'stem': the stem's only (after the CSC)
+    )
     e.batch_size = 250  # global batch size
     e.max_examples = 0  # per split (test, validation); 0 = all
     e.pgd_max_examples = 0  # test examples attacked; 0 = as max_examples
@@ -75,6 +91,30 @@ def validate_eval_config(e: Any) -> None:
     """Raises a ``ValueError`` naming the first bad field of ``config.eval``; compiles nothing."""
     unknown = sorted(set(e.keys()) - set(default_eval_config().keys()))
     checks.require(not unknown, f"config.eval has unknown field(s) {unknown}.")
+    checks.require(
+        e.protocol in PROTOCOLS,
+        f"config.eval.protocol must be one of {PROTOCOLS}, got {e.protocol!r}.",
+    )
+    noises = e.sdnet_noises
+    checks.require(
+        isinstance(noises, list | tuple) and len(noises) > 0
+        and all(n in sdnet_noise.FAMILIES for n in noises) and len(set(noises)) == len(noises),
+        f"config.eval.sdnet_noises must be distinct names among {list(sdnet_noise.FAMILIES)}, "
+        f"got {noises!r}.",
+    )  # fmt: skip
+    _check_numbers(e, "sdnet_lams", allow_empty=False)
+    n = e.bn_recalibration_examples
+    checks.require(
+        checks.is_int(n) and n >= 0,
+        f"config.eval.bn_recalibration_examples must be an integer >= 0 (0 = off), got {n!r}.",
+    )
+    if n:
+        parallel.check_batch_size(n, "config.eval.bn_recalibration_examples")
+    checks.require(
+        e.bn_recalibration_scope in RECALIBRATION_SCOPES,
+        f"config.eval.bn_recalibration_scope must be one of {RECALIBRATION_SCOPES}, "
+        f"got {e.bn_recalibration_scope!r}.",
+    )
     names = e.corruptions
     checks.require(
         isinstance(names, list | tuple) and all(n in corruptions_lib.CORRUPTIONS for n in names),

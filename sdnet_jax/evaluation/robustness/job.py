@@ -8,16 +8,18 @@ import os
 import time
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
-from sdnet_jax.evaluation.robustness.config import STEM, validate_eval_config
-from sdnet_jax.evaluation.robustness.programs import Evaluator
+from sdnet_jax.evaluation.robustness.config import validate_eval_config
 from sdnet_jax.evaluation.robustness.report import write_plots, write_report
+from sdnet_jax.evaluation.robustness.restored import report_header, restore
+from sdnet_jax.evaluation.robustness.sdnet_protocol import (
+    RECALIBRATED_ADAPTIVE,
+    evaluate_sdnet_protocol,
+)
 from sdnet_jax.evaluation.robustness.sweeps import (
     AdaptiveRule,
-    SplitBatches,
     Sweep,
     cells_of,
     fit_adaptive_rule,
@@ -26,52 +28,36 @@ from sdnet_jax.evaluation.robustness.sweeps import (
     run_pgd,
     run_sweep,
 )
-from sdnet_jax.models.csc import CSCConv
-from sdnet_jax.runs import load_classifier
 from sdnet_jax.runtime import parallel
-
-
-def _default_lam(config: ml_collections.ConfigDict) -> float:
-    return float(config.model.csc.get("lam", CSCConv.lam))
 
 
 def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Evaluates the robustness of the classifier trained in ``workdir``; writes the report.
 
-    Validates ``eval_config`` first (nothing is compiled before), restores the checkpoint, runs the
-    corruption cells (every λ of the grid for CSC models), fits the adaptive rule on validation
-    and reports it on test, attacks with PGD, then writes ``robustness.json`` and the plots
-    (process 0) to ``eval_config.output_dir`` (default ``<workdir>/robustness``).
+    Validates ``eval_config`` first (nothing is compiled before), restores the checkpoint and runs
+    ``eval_config.protocol``: ``'sdnet'`` is SDNet's own protocol
+    (:func:`sdnet_jax.evaluation.robustness.sdnet_protocol.evaluate_sdnet_protocol`);
+    ``'cifar10c'`` (the default) runs the corruption cells (every λ of the grid for CSC models),
+    fits the adaptive rule on validation and reports it on test, attacks with PGD, then writes
+    ``robustness.json`` and the plots (process 0) to ``eval_config.output_dir`` (default
+    ``<workdir>/robustness``). With ``bn_recalibration_examples`` the λ sweeps re-estimate the
+    batch-norm statistics per (cell, λ); the adaptive rule is then skipped (a per-input λ has no
+    one set of statistics) and PGD uses the running statistics.
 
     Returns:
       The report (see :func:`write_report`).
     """
     validate_eval_config(eval_config)
     e = eval_config
+    if e.protocol == "sdnet":
+        return evaluate_sdnet_protocol(workdir, e)
     started = time.perf_counter()
-    which = e.checkpoint if e.checkpoint in ("best", "latest") else int(e.checkpoint)
-    data_dir = e.data_dir or None
-    config, model, state, info = load_classifier(workdir, which=which, data_dir=data_dir)
-    data_dir = config.data.data_dir or None
-    mesh = parallel.data_mesh()
-    has_csc = STEM in state.params
-    default_lam = _default_lam(config) if has_csc else None
-    evaluator = Evaluator(
-        model,
-        info,
-        corruption_names=e.corruptions,
-        table=e.table,
-        scope=e.lam_scope,
-        default_lam=default_lam or 0.0,
-        seed=e.seed,
-        pgd_steps=e.pgd_steps,
-        random_start=e.pgd_random_start,
-    )
+    restored = restore(workdir, e, corruption_names=e.corruptions, table=e.table)
+    evaluator, state, test, mesh = restored.evaluator, restored.state, restored.test, restored.mesh
+    has_csc = restored.has_csc
     cells = cells_of(e.corruptions, e.severities)
     grid = sorted({float(v) for v in e.lams}) if has_csc else []
-    test = SplitBatches(
-        config, "test", batch_size=e.batch_size, max_examples=e.max_examples, data_dir=data_dir
-    )
+    recalibration = restored.recalibration_batch(e)
     log(
         "robustness of %s (step %d) on %d test examples",
         workdir,
@@ -79,31 +65,22 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
         test.num_examples,
     )
 
-    report: dict[str, Any] = {
-        "workdir": os.path.abspath(workdir),
-        "checkpoint_step": int(jax.device_get(state.step)),
-        "model": config.model.name,
-        "dataset": config.data.name,
-        "has_csc_layers": has_csc,
-        "default_lam": default_lam,
-        "lam_scope": e.lam_scope if has_csc else None,
-        "num_test_examples": test.num_examples,
-        "eval": e.to_dict(),
-    }
-    sweep = run_sweep(evaluator, state, test, cells, [None, *grid], mesh)
+    report = report_header(workdir, e, restored)
+    sweep = run_sweep(
+        evaluator, state, test, cells, [None, *grid], mesh, recalibration, e.bn_recalibration_scope
+    )
     report["corruption_accuracy"] = [r for r in sweep.records if r["lam"] is None]
     if has_csc and grid:
         report["lam_sweep"] = {"split": "test", "lams": grid, "records": list(sweep.records)}
 
     report["adaptive"] = None
     if has_csc and e.adaptive and len(grid) >= 2:
-        if info.num_validation == 0:
+        if restored.info.num_validation == 0:
             report["adaptive"] = {"skipped": "the run has no validation split"}
+        elif recalibration is not None:
+            report["adaptive"] = {"skipped": RECALIBRATED_ADAPTIVE}
         else:
-            validation = SplitBatches(
-                config, "validation", batch_size=e.batch_size, max_examples=e.max_examples,
-                data_dir=data_dir,
-            )  # fmt: skip
+            validation = restored.batches("validation", e)
             val_sweep = run_sweep(evaluator, state, validation, cells, [None, *grid], mesh)
             rule = fit_adaptive_rule(val_sweep, grid)
             report["adaptive"] = _adaptive_report(
@@ -118,10 +95,7 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
     if e.pgd_norms:
         pgd_batches = test
         if e.pgd_max_examples and e.pgd_max_examples < test.num_examples:
-            pgd_batches = SplitBatches(
-                config, "test", batch_size=e.batch_size, max_examples=e.pgd_max_examples,
-                data_dir=data_dir,
-            )  # fmt: skip
+            pgd_batches = restored.batches("test", e, e.pgd_max_examples)
         lams = [None, *sorted({float(v) for v in e.pgd_lams})] if has_csc else [None]
         epsilons = {norm: [float(v) for v in e[f"pgd_{norm}_epsilons"]] for norm in e.pgd_norms}
         report["pgd"] = {

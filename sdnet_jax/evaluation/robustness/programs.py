@@ -23,7 +23,8 @@ from sdnet_jax.data.pixels import (
     unit_from_uint8,
 )
 from sdnet_jax.evaluation.masked import masked_sums
-from sdnet_jax.evaluation.robustness.config import CLEAN, PGD_TAG, STEM, Cell
+from sdnet_jax.evaluation.robustness import sdnet_noise
+from sdnet_jax.evaluation.robustness.config import CLEAN, PGD_TAG, RECALIBRATION_TAG, STEM, Cell
 
 
 def corrupt_normalised(
@@ -116,8 +117,11 @@ class Evaluator:
     Args:
       model: the classifier (``load_classifier``'s).
       info: its data set's info (``mean``/``std`` map between pixels and the model's input).
-      corruption_names: the corruptions cells may use (indices 1.. in that order).
-      table: the corruption parameters, ``'cifar10'`` or ``'imagenet'``.
+      corruption_names: the corruptions cells may use (indices 1.. in that order): names of
+        :mod:`sdnet_jax.data.corruptions`, or with ``table='sdnet'`` SDNet's noise families
+        (:mod:`.sdnet_noise`).
+      table: the corruption parameters, ``'cifar10'`` or ``'imagenet'`` (a cell's level is a
+        severity 1..5), or ``'sdnet'``: SDNet's noise, a cell's level is the noise level ``c``.
       scope: ``'stem'`` or ``'all'``: which CSC layers λ replaces.
       default_lam: the trained λ (the adaptive rule reads the recon error at it).
       seed: seeds the corruption noise and the PGD random starts.
@@ -132,6 +136,11 @@ class Evaluator:
         with a per-example λ from the adaptive rule (also sums the λ used, ``lam``).
       pgd_sums: ``(params, model_state, batch, batch_index, lam, eps, step_size, norm=...)`` ->
         masked sums on the PGD adversarial examples of the clean batch.
+      recalibrated_stats: ``(params, model_state, batch, corruption_index, severity, lam)`` ->
+        the ``batch_stats`` of every batch norm re-estimated on the whole (unmasked) batch,
+        corrupted as the cell says (its own noise draw) and passed through the model at λ in
+        training mode (each batch norm normalises with, and stores, the batch's statistics;
+        labels unused). Needs a model with a ``bn_momentum`` attribute (the ResNet family).
     """
 
     def __init__(
@@ -155,6 +164,18 @@ class Evaluator:
         std = np.asarray(info.std, np.float32)
         base_key = jax.random.key(seed)
 
+        self.table = table
+        if table == "sdnet":
+            noise = [
+                functools.partial(sdnet_noise.corrupt_normalised, family=n, mean=mean, std=std)
+                for n in self.corruption_names
+            ]
+        else:
+            noise = [
+                functools.partial(corrupt_normalised, name=n, mean=mean, std=std, table=table)
+                for n in self.corruption_names
+            ]
+
         def prepare(
             images: jax.Array, batch_index: Any, corruption_index: Any, severity: Any
         ) -> jax.Array:
@@ -162,10 +183,7 @@ class Evaluator:
             normalises them."""
             images = normalised_from_uint8(images, mean, std)
             key = jax.random.fold_in(jax.random.fold_in(base_key, corruption_index), batch_index)
-            branches = [lambda x, k, s: x] + [
-                functools.partial(corrupt_normalised, name=n, mean=mean, std=std, table=table)
-                for n in self.corruption_names
-            ]
+            branches = [lambda x, k, s: x, *noise]
             return jax.lax.switch(corruption_index, branches, images, key, severity)
 
         def cell_sums(
@@ -242,10 +260,34 @@ class Evaluator:
             logits, stats = forward(model, variables, adversarial, lam, scope)
             return masked_sums(logits, batch, stats)
 
+        def recalibrated_stats(
+            params: Any,
+            model_state: Any,
+            batch: dict[str, jax.Array],
+            corruption_index: Any,
+            severity: Any,
+            lam: Any,
+        ) -> Any:
+            images = prepare(batch["image"], RECALIBRATION_TAG, corruption_index, severity)
+            _, updates = model.clone(bn_momentum=0.0).apply(
+                {"params": params, **model_state},
+                images,
+                train=True,
+                mutable=["batch_stats"],
+                **_lam_kwargs(lam, scope),
+            )
+            return updates["batch_stats"]
+
         self.cell_sums = jax.jit(cell_sums)
+        self.recalibrated_stats = jax.jit(recalibrated_stats)
         self.adaptive_sums = jax.jit(adaptive_sums)
         self.pgd_sums = jax.jit(pgd_sums, static_argnames="norm")
 
     def corruption_index(self, cell: Cell) -> int:
         """0 for the clean cell, ``i + 1`` for the ``i``-th configured corruption."""
         return 0 if cell[0] == CLEAN else self.corruption_names.index(cell[0]) + 1
+
+    def level(self, cell: Cell) -> np.ndarray:
+        """The traced level argument of a cell: its severity (int32), or with ``table='sdnet'``
+        its noise level ``c`` (float32)."""
+        return np.float32(cell[1]) if self.table == "sdnet" else np.int32(cell[1])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from sdnet_jax.evaluation.robustness.config import CLEAN
 
 
-def write_report(report: dict[str, Any], output_dir: str) -> str:
-    """Writes ``robustness.json`` into ``output_dir``; returns its path.
+def write_report(report: dict[str, Any], output_dir: str, name: str = "robustness.json") -> str:
+    """Writes the report as ``name`` (``robustness.json``) into ``output_dir``; returns its path.
 
     Contents: the checkpoint (``workdir``, ``checkpoint_step``, ``model``, ``dataset``,
     ``has_csc_layers``, ``default_lam``, ``lam_scope``), ``eval`` (the options used),
@@ -21,7 +22,7 @@ def write_report(report: dict[str, Any], output_dir: str) -> str:
     of ``null`` is the default (trained) λ; severity 0 is the clean cell.
     """
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "robustness.json")
+    path = os.path.join(output_dir, name)
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
     return path
@@ -31,19 +32,16 @@ def _label(lam: float | None) -> str:
     return "default λ" if lam is None else f"λ={lam:g}"
 
 
-def write_plots(report: dict[str, Any], output_dir: str) -> list[str]:
-    """PNG plots of a report (Agg backend): ``corruption_accuracy.png`` (accuracy vs severity per
-    corruption), ``lam_sweep.png`` (accuracy, recon error and non-zero fraction vs λ per cell; CSC
-    models) and ``pgd.png`` (accuracy vs ε per norm and λ). Returns the paths written."""
+def figure_writer(output_dir: str) -> tuple[Any, Callable[[Any, str], None], list[str]]:
+    """``(pyplot, save, paths)``: matplotlib's pyplot on the Agg backend, ``save(fig, name)`` that
+    writes ``fig`` as ``output_dir/name`` and closes it, and the list of the paths it wrote."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     os.makedirs(output_dir, exist_ok=True)
-    paths = []
-    names = list(report["eval"]["corruptions"])
-    colors = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(names)}
+    paths: list[str] = []
 
     def save(fig: Any, name: str) -> None:
         path = os.path.join(output_dir, name)
@@ -51,6 +49,17 @@ def write_plots(report: dict[str, Any], output_dir: str) -> list[str]:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
+
+    return plt, save, paths
+
+
+def write_plots(report: dict[str, Any], output_dir: str) -> list[str]:
+    """PNG plots of a report (Agg backend): ``corruption_accuracy.png`` (accuracy vs severity per
+    corruption), ``lam_sweep.png`` (accuracy, recon error and non-zero fraction vs λ per cell; CSC
+    models) and ``pgd.png`` (accuracy vs ε per norm and λ). Returns the paths written."""
+    plt, save, paths = figure_writer(output_dir)
+    names = list(report["eval"]["corruptions"])
+    colors = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(names)}
 
     fig, ax = plt.subplots(figsize=(6, 4))
     rows = report["corruption_accuracy"]

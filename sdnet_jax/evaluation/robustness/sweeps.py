@@ -124,6 +124,13 @@ class Sweep:
         raise KeyError((cell, lam))
 
 
+def lam_label(lam: float | None, default_lam: float | None) -> str:
+    """``'0.3'``, or ``'default(0.1)'`` for the default (trained) λ."""
+    if lam is None:
+        return "default" if default_lam is None else f"default({default_lam:g})"
+    return f"{lam:g}"
+
+
 def run_sweep(
     evaluator: Evaluator,
     state: TrainState,
@@ -131,29 +138,44 @@ def run_sweep(
     cells: Sequence[Cell],
     lams: Sequence[float | None],
     mesh: jax.sharding.Mesh,
+    recalibration: Batch | None = None,
+    recalibration_scope: str = "all",
 ) -> Sweep:
-    """Evaluates every cell at every λ (``None``: the default λ, recorded as ``lam: None``)."""
+    """Evaluates every cell at every λ (``None``: the default λ, recorded as ``lam: None``).
+
+    With ``recalibration`` (one batch of unlabelled images, every one counted), the batch-norm
+    statistics are re-estimated for every (cell, λ) on that batch corrupted as the cell says
+    (:attr:`Evaluator.recalibrated_stats`) before the cell is evaluated with them: those of every
+    batch norm (``recalibration_scope='all'``) or of the stem's only (``'stem'``; the others keep
+    their running statistics).
+    """
     records = []
     total, done, start = len(cells) * len(lams), 0, time.perf_counter()
+    recalibration = None if recalibration is None else parallel.shard_batch(recalibration, mesh)
     for cell in cells:
         for lam in lams:
-            value = evaluator.default_lam if lam is None else lam
-            metrics = _one_pass(
-                evaluator.cell_sums,
-                state,
-                batches,
-                mesh,
-                np.int32(evaluator.corruption_index(cell)),
-                np.int32(cell[1]),
-                np.float32(value),
-            )
+            value = np.float32(evaluator.default_lam if lam is None else lam)
+            level = evaluator.level(cell)
+            index = np.int32(evaluator.corruption_index(cell))
+            used = state
+            if recalibration is not None:
+                stats = evaluator.recalibrated_stats(
+                    state.params, state.model_state, recalibration, index, level, value
+                )
+                if recalibration_scope == "stem":
+                    running = state.model_state["batch_stats"]
+                    stats = {k: stats[k] if k.startswith("stem") else v for k, v in running.items()}
+                used = state.replace(model_state={**state.model_state, "batch_stats": stats})
+            metrics = _one_pass(evaluator.cell_sums, used, batches, mesh, index, level, value)
             records.append({"corruption": cell[0], "severity": cell[1], "lam": lam, **metrics})
             done += 1
+        accuracies = ", ".join(
+            f"{lam_label(r['lam'], evaluator.default_lam)}: {r['accuracy']:.3f}"
+            for r in records[-len(lams) :]
+        )
         log(
-            "%s sweep %d/%d  %s/%d  accuracy(λ)=%s  (%.0fs)",
-            batches.split, done, total, cell[0], cell[1],
-            [round(r["accuracy"], 3) for r in records[-len(lams):]],
-            time.perf_counter() - start,
+            "%s sweep %d/%d  %s/%g  accuracy at λ = {%s}  (%.0fs)",
+            batches.split, done, total, cell[0], cell[1], accuracies, time.perf_counter() - start,
         )  # fmt: skip
     return Sweep(
         split=batches.split,
@@ -259,12 +281,12 @@ def run_adaptive(
             batches,
             mesh,
             np.int32(evaluator.corruption_index(cell)),
-            np.int32(cell[1]),
+            evaluator.level(cell),
             rule.as_array(),
         )
         metrics["mean_lam"] = metrics.pop("lam")
         records.append({"corruption": cell[0], "severity": cell[1], **metrics})
-        log("adaptive λ  %s/%d  accuracy=%.3f", cell[0], cell[1], metrics["accuracy"])
+        log("adaptive λ  %s/%g  accuracy=%.3f", cell[0], cell[1], metrics["accuracy"])
     return records
 
 

@@ -42,6 +42,8 @@ def base(model: str, dataset: str) -> ml_collections.ConfigDict:
     c.eval.subspace_components = 12
     c.eval.feature_net = "random"  # 'random' (a fixed random conv net) | 'classifier'
     c.eval.classifier_workdir = ""  # with 'classifier': a trained classifier's workdir
+    # a classifier run on the same data set: its accuracy on X̂ beside X (evaluation.fidelity)
+    c.eval.fidelity_classifier_workdir = ""
     return c
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from sdnet_jax import ops
 from sdnet_jax.data import input_pipeline, pixels
-from sdnet_jax.evaluation import ctrl_metrics, feature_nets
+from sdnet_jax.evaluation import ctrl_metrics, feature_nets, fidelity
 from sdnet_jax.runs import ctrl as runs_ctrl
 from sdnet_jax.runs.common import data_source
 from sdnet_jax.runtime import parallel
@@ -26,10 +26,19 @@ def _feature_net(config: Any):
     return feature_nets.RandomConvNet(seed=0)
 
 
+def _fidelity_classifier(config: Any):
+    """The classifier of ``config.eval.fidelity_classifier_workdir`` (``None`` when unset)."""
+    workdir = config.eval.get("fidelity_classifier_workdir", "")
+    if not workdir:
+        return None
+    return fidelity.load_classifier(workdir, data_dir=config.data.data_dir or None)
+
+
 def make_evaluate(config, info, closed_loop, workdir: str):
     """``(state, split) -> metrics``; also writes PNG figures to ``workdir/images``."""
     data = config.data
     feature_net = _feature_net(config)
+    classifier = _fidelity_classifier(config)
     mesh = parallel.data_mesh()
     num_classes = info.num_classes
 
@@ -68,6 +77,8 @@ def make_evaluate(config, info, closed_loop, workdir: str):
         # psnr, psnr_mean_image (of the mean of the training images the subspaces are fit on),
         # psnr_gain_over_mean_image, spread_x_hat, spread_x: is it a reconstruction or a collapse?
         results.update(ctrl_metrics.collapse_metrics(x, x_hat, x_train.mean(axis=0)))
+        # ssim, ssim_mean_image; with a fidelity classifier its accuracy on X and on X̂
+        results.update(fidelity.fidelity_metrics(x, x_hat, y, x_train.mean(axis=0), classifier))
         results["sample_cosine_distance"] = float(np.mean(1.0 - np.sum(z * z_hat, axis=-1)))
         results["nearest_subspace_accuracy"] = float(
             ctrl_metrics.nearest_subspace_accuracy(
@@ -111,14 +122,25 @@ def transfer_reconstruction(
     data_dir: str | None = None,
     max_examples: int = 1000,
     batch_size: int = 250,
+    classifier_workdir: str | None = None,
 ) -> dict[str, Any]:
     """Reconstructs the test split of another data set with a trained CTRL model.
 
     The images are resized / converted to the model's input shape, passed through ``g(f(·))``, and
     the PSNR / MSE are reported with the PSNR of the split's own mean image and the per-pixel
-    spread of X̂ and X (:func:`ctrl_metrics.collapse_metrics`); a grid of X beside X̂ is written to
-    ``workdir/images/transfer_<dataset>.png``.
+    spread of X̂ and X (:func:`ctrl_metrics.collapse_metrics`), the SSIM beside the mean image's
+    (:func:`fidelity.structural_metrics`) and, with ``classifier_workdir`` (a classifier run on
+    ``dataset``), its accuracy on X̂ beside X (:func:`fidelity.classifier_metrics`); a grid of X
+    beside X̂ is written to ``workdir/images/transfer_<dataset>.png``.
     """
+    classifier = None
+    if classifier_workdir:
+        classifier = fidelity.load_classifier(classifier_workdir, data_dir=data_dir)
+        if classifier.dataset.split("/")[0] != dataset.split("/")[0]:
+            raise ValueError(
+                f"classifier_workdir is a classifier of {classifier.dataset!r}, not of the "
+                f"reconstructed data set {dataset!r}."
+            )
     config, encoder, decoder, state, info = runs_ctrl.load_ctrl(workdir)
     other = input_pipeline.get_info(dataset, data_dir=data_dir, validation_size=0)
     batches = input_pipeline.eval_iterator(
@@ -126,17 +148,19 @@ def transfer_reconstruction(
     )
     closed_loop = runs_ctrl.make_closed_loop(encoder, decoder)
     mesh = parallel.data_mesh()
-    xs, x_hats, seen = [], [], 0
+    xs, x_hats, ys, seen = [], [], [], 0
     mean, std = np.asarray(other.mean), np.asarray(other.std)
     for batch in batches:
         keep = np.asarray(batch["mask"], bool)
         x = to_model_images(np.asarray(batch["image"]) * std + mean, info.image_shape)
         _, x_hat, _ = closed_loop(state, parallel.shard_batch({"x": x}, mesh)["x"])
         xs.append(x[keep]), x_hats.append(np.asarray(jax.device_get(x_hat))[keep])
+        ys.append(np.asarray(batch["label"])[keep])
         seen += int(keep.sum())
         if seen >= max_examples:
             break
     x, x_hat = np.concatenate(xs)[:max_examples], np.concatenate(x_hats)[:max_examples]
+    y = np.concatenate(ys)[:max_examples]
     out = os.path.join(workdir, "images")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"transfer_{dataset.replace('/', '_')}.png")
@@ -148,6 +172,7 @@ def transfer_reconstruction(
         "num_examples": len(x),
         # psnr_mean_image: the mean image of these same test images (the split's own mean)
         **ctrl_metrics.collapse_metrics(x, x_hat),
+        **fidelity.fidelity_metrics(x, x_hat, y, None, classifier),
         "mse": float(np.mean(ctrl_metrics.mse(x, x_hat))),
         "grid": path,
     }

@@ -10,10 +10,10 @@ from typing import Any
 
 import ml_collections
 
-from sdnet_jax import checks, models, ops
+from sdnet_jax import checks, errors, models, ops
 from sdnet_jax.data import input_pipeline, on_device
 from sdnet_jax.runs.common import DTYPES, data_source
-from sdnet_jax.runtime import optim, parallel
+from sdnet_jax.runtime import checkpoint, optim, parallel
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")  # the CTRL game's value T
 PAIR_PLAYERS = ("both", "decoder")  # who reduces the CTRL sample-wise term pair_lam * D
@@ -110,6 +110,25 @@ def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.Dat
     return input_pipeline.get_info(d.name, **data_source(d))
 
 
+def validate_fidelity_classifier(config: Any) -> None:
+    """``config.eval.fidelity_classifier_workdir`` ('' = none) must be a classifier run (with a
+    checkpoint) trained on ``config.data.name``'s data set: its classes are the labels' classes."""
+    workdir = config.eval.get("fidelity_classifier_workdir", "")
+    if not workdir:
+        return
+    field = "config.eval.fidelity_classifier_workdir"
+    try:
+        saved = checkpoint.read_run_config(workdir, "classifier", command=f"name it in {field}")
+    except errors.RunError as err:
+        raise errors.ConfigError(f"{field}: {err}") from err
+    theirs, ours = saved.data.name.split("/")[0], config.data.name.split("/")[0]
+    checks.require(
+        theirs == ours,
+        f"{field} is a classifier of {saved.data.name!r}, but this run's data set is "
+        f"{config.data.name!r}: name a classifier trained on the same data set.",
+    )
+
+
 def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
     """Raises a ``ValueError`` naming the first bad field; returns the data set's info."""
 
@@ -171,6 +190,7 @@ def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
         config.eval.feature_net in ("random", "classifier"),
         "config.eval.feature_net: random|classifier",
     )
+    validate_fidelity_classifier(config)
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
     info = input_pipeline.get_info(config.data.name, **data_source(config.data))

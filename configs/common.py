@@ -34,9 +34,12 @@ def base(task: str, model: str, dataset: str) -> ml_collections.ConfigDict:
     c.data.augment = "none"
     c.data.image_size = 0  # 0: native size; N: central square resized to N x N (input_pipeline)
     # 'auto': the training split on the devices when it fits (sdnet_jax.data.on_device), else
-    # Grain worker processes (sdnet_jax.data.grain_pipeline); 'device' | 'grain' | 'host' (the
-    # per-example pipeline in the training process) force one.
+    # Grain worker processes (sdnet_jax.data.grain_pipeline); 'device' | 'grain' | 'host' (Grain
+    # in the training process, no worker) force one.
     c.data.pipeline = "auto"
+    # where the device loader caches the decoded split when the data set's TFDS folder is not
+    # writable ('' = <workdir>/data_cache)
+    c.data.cache_dir = ""
     c.data.validation_size = 5000  # held out of train for model selection; test reported at the end
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"

@@ -89,3 +89,14 @@ def pair(name: str, value) -> tuple[int, int]:
     if min(out) < 1:
         raise ValueError(f"{name} must be positive, got {value!r}.")
     return out
+
+
+def feature_matrix(name: str, features) -> np.ndarray:
+    """``features`` as a float64 ``(m, d)`` array of finite values; a ``ValueError`` naming it
+    otherwise."""
+    z = np.asarray(features, np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"{name} must have shape (m, d), got {z.shape}.")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"{name} has non-finite values.")
+    return z

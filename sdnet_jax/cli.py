@@ -4,10 +4,13 @@ flags, one-line errors for bad flags and configs, and the runner."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 
 from absl import app, flags
+
+from sdnet_jax.errors import RunError
 
 FLAGS = flags.FLAGS
 
@@ -35,16 +38,42 @@ def initialize_multihost() -> None:
     metrics.quiet_library_logs()
 
 
+FLAG_ERRORS = (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError)
+
+
+def flag_error(err: Exception) -> None:
+    """A bad flag or config override (an unknown or misspelt field of the locked config, a value
+    of the wrong type, a config file that does not exist) as one line, exit status 1."""
+    message = str(err).strip("'\"").replace("\\'", "'").replace("\\n", " ")
+    sys.stderr.write(f"FATAL Flags parsing error: {' '.join(message.split())}\n")
+    sys.stderr.write("Pass --helpfull to see help on flags.\n")
+    sys.exit(1)
+
+
+def importable_configs(argv: list[str]) -> None:
+    """Checks that a ``--config=<dir>/configs/<name>.py`` file exists and makes its package
+    importable (its configs import their base: ``from configs import common``) from any current
+    directory, by putting the folder above it on ``sys.path`` before the file is read."""
+    for arg in argv:
+        if arg.startswith("--config=") and arg.endswith(".py"):
+            path = os.path.abspath(os.path.expanduser(arg[len("--config=") :]))
+            if not os.path.isfile(path):
+                flag_error(FileNotFoundError(f"--config: no config file {path}"))
+            folder = os.path.dirname(path)
+            if os.path.exists(os.path.join(folder, "__init__.py")):
+                root = os.path.dirname(folder)
+                if root not in sys.path:
+                    sys.path.insert(0, root)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with config override mistakes (an unknown or misspelt field of the locked
-    config, a value of the wrong type) reported as one line instead of a traceback."""
+    """absl flag parsing, with the mistakes of :func:`flag_error` reported as one line instead of
+    a traceback."""
+    importable_configs(argv)
     try:
         return FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as err:
-        message = str(err).strip("'\"").replace("\\'", "'").replace("\\n", " ")
-        sys.stderr.write(f"FATAL Flags parsing error: {' '.join(message.split())}\n")
-        sys.stderr.write("Pass --helpfull to see help on flags.\n")
-        sys.exit(1)
+    except FLAG_ERRORS as err:
+        flag_error(err)
 
 
 def fail(err: Exception) -> None:
@@ -58,8 +87,25 @@ def fail(err: Exception) -> None:
 
 def absolute_workdir(workdir: str) -> str:
     """``--workdir`` as an absolute path (a relative one is relative to the current directory;
-    Orbax and subprocesses need it absolute)."""
-    return os.path.abspath(os.path.expanduser(workdir))
+    Orbax and subprocesses need it absolute); a path that names a file is one ``FATAL`` line."""
+    path = os.path.abspath(os.path.expanduser(workdir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail(RunError(f"--workdir {path} is a file, not a folder: pass a folder (a new or an "
+                      "existing run's)."))  # fmt: skip
+    return path
+
+
+# Exit status of a run stopped by a signal (checkpointed, resumable): 128 + the signal's number,
+# as a shell reports it (130 SIGINT, 143 SIGTERM), so `&&` chains and schedulers do not take it
+# for a finished run (SLURM's --requeue and Kubernetes restart policies key on it).
+def exit_interrupted(results: dict) -> None:
+    """Ends an entrypoint whose run stopped before its last step: one line, status 128 + signal."""
+    signum = int(results.get("signal") or signal.SIGTERM)
+    sys.stderr.write(
+        f"FATAL run interrupted: stopped by {signal.Signals(signum).name} at step "
+        f"{results['step']} and checkpointed; rerun the same command to resume.\n"
+    )
+    sys.exit(128 + signum)
 
 
 def run(main: Callable[[list[str]], None]) -> None:

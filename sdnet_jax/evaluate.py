@@ -24,9 +24,12 @@ from sdnet_jax.errors import UserError
 from sdnet_jax.evaluation import robustness
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_dict(
-    "config", robustness.default_config(), "robustness evaluation options", lock_config=True
-)
+try:  # ml_collections reads the --config.* overrides of sys.argv here, at the definition
+    config_flags.DEFINE_config_dict(
+        "config", robustness.default_config(), "robustness evaluation options", lock_config=True
+    )
+except cli.FLAG_ERRORS as err:  # a misspelt or ill-typed override: one line, not a traceback
+    cli.flag_error(err)
 flags.DEFINE_string("workdir", None, "the training run's directory (config.json, checkpoints)")
 cli.define_multihost_flags()
 flags.mark_flags_as_required(["workdir"])
@@ -36,11 +39,10 @@ def main(argv: list[str]) -> None:
     """Starts the multi-process runtime if asked, then runs the evaluation (library call)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = cli.absolute_workdir(FLAGS.workdir)
     cli.initialize_multihost()
     try:  # config / workdir / checkpoint / data errors: one clear line
-        report = robustness.evaluate_checkpoint(
-            cli.absolute_workdir(FLAGS.workdir), FLAGS.config.eval
-        )
+        report = robustness.evaluate_checkpoint(workdir, FLAGS.config.eval)
     except (ValueError, UserError) as err:
         cli.fail(err)
     logging.info("done in %.0fs", report["elapsed_s"])

@@ -9,9 +9,6 @@ resumes from its latest checkpoint.
 
 from __future__ import annotations
 
-import os
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -47,18 +44,22 @@ def run(config, workdir: str) -> dict:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # Make the repo-root `configs` package importable for configs that import their base.
-    sys.path.insert(0, os.getcwd())
-    cli.initialize_multihost()
     workdir = cli.absolute_workdir(FLAGS.workdir)
+    try:  # ml_collections reports a config file that failed to load only when it is read
+        config = FLAGS.config
+    except cli.FLAG_ERRORS as err:
+        cli.flag_error(err)
+    cli.initialize_multihost()
     try:  # config and data errors: one line, before anything compiles
-        job(FLAGS.config).validate_config(FLAGS.config)
+        job(config).validate_config(config)
     except ValueError as err:
         cli.fail(err)
     try:
-        results = run(FLAGS.config, workdir)
+        results = run(config, workdir)
     except UserError as err:  # unreadable checkpoints, a diverged run: one line, exit status 1
         cli.fail(err)
+    if results.get("interrupted"):  # SIGTERM / SIGINT: checkpointed, not finished
+        cli.exit_interrupted(results)
     logging.info("results: %s", results)
 
 

@@ -53,14 +53,17 @@ def _imports(path: str) -> set[str]:
     return found
 
 
+def _sources() -> list[str]:
+    """The paths of the package's modules."""
+    return sorted(os.path.join(root, name) for root, _, files in os.walk(PACKAGE)
+                  for name in files if name.endswith(".py"))  # fmt: skip
+
+
 def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
-    for root, _, files in os.walk(PACKAGE):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(root, name)
-                part = _part(path)
-                graph.setdefault(part, set()).update(_imports(path) - {part})
+    for path in _sources():
+        part = _part(path)
+        graph.setdefault(part, set()).update(_imports(path) - {part})
     return graph
 
 
@@ -114,11 +117,55 @@ MAX_LINES = 600  # issue 14: a module that grows past this owns more than one id
 
 def test_no_module_is_longer_than_the_limit():
     long = {}
-    for root, _, files in os.walk(PACKAGE):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(root, name)
-                lines = sum(1 for _ in open(path))
-                if lines > MAX_LINES:
-                    long[os.path.relpath(path, PACKAGE)] = lines
+    for path in _sources():
+        lines = sum(1 for _ in open(path))
+        if lines > MAX_LINES:
+            long[os.path.relpath(path, PACKAGE)] = lines
     assert not long, f"split these modules (more than {MAX_LINES} lines): {long}"
+
+
+def test_the_loop_knows_nothing_of_the_data_layer():
+    assert not {"data"} & _imports(os.path.join(PACKAGE, "train", "loop.py"))
+
+
+def _private_uses(path: str) -> list[str]:
+    """Private names (``_x``) of other package modules that the module at ``path`` imports or
+    reads as an attribute of an imported package module."""
+    tree = ast.parse(open(path).read(), path)
+    aliases, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sdnet_jax"):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"from {node.module} import {alias.name}")
+                aliases.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name.split(".")[0] for a in node.names
+                        if a.name.startswith("sdnet_jax")}  # fmt: skip
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and node.attr.startswith("_")
+                and not node.attr.startswith("__")):  # fmt: skip
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_a_private_name_of_another():
+    found = {}
+    for path in _sources():
+        if uses := _private_uses(path):
+            found[os.path.relpath(path, PACKAGE)] = uses
+    assert not found, found
+
+
+def test_nothing_imports_jax_internals():
+    """A newer JAX (the GPU hosts bring their own) may move anything under ``jax._src``."""
+    found = []
+    for path in _sources():
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            modules = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            found += [(path, m) for m in modules if m.startswith("jax._src")]
+    assert found == []

@@ -21,7 +21,7 @@ from benchmarks.reproduce import plan
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.runs.common import restore_state
 from sdnet_jax.runtime import parallel
-from sdnet_jax.train import classifier, ctrl, loop
+from sdnet_jax.train import classifier, ctrl, inputs, loop
 
 
 @dataclasses.dataclass
@@ -33,6 +33,11 @@ class Context:
     workdir_root: str
     results: dict[str, Any]
     progress: Callable[[dict[str, Any]], None] = lambda result: None
+
+    @property
+    def data(self) -> dict:
+        """The data fields of every run's config (:func:`plan.data_fields`)."""
+        return plan.data_fields(self.data_dir, os.path.join(self.workdir_root, "data_cache"))
 
     def workdir(self, name: str) -> str:
         """A fresh workdir for one run."""
@@ -59,11 +64,9 @@ def _loop_job(ctx: Context, name: str):
     part's (so its step is compiled once for both parts); a classifier's schedule is long enough
     for any loop measurement (its accuracy runs have their own)."""
     if name.startswith("ctrl_"):
-        return ctrl, plan.ctrl_config(name[len("ctrl_") :], ctx.scale, ctx.data_dir)
+        return ctrl, plan.ctrl_config(name[len("ctrl_") :], ctx.scale, ctx.data)
     longest = ctx.scale.loop_steps[1] + 1
-    return classifier, plan.classifier_config(
-        name, ctx.scale, ctx.data_dir, num_train_steps=longest
-    )
+    return classifier, plan.classifier_config(name, ctx.scale, ctx.data, num_train_steps=longest)
 
 
 # ----------------------------------------------------------------------------- loop
@@ -96,24 +99,25 @@ def measure_loop(ctx: Context, name: str, until: float) -> dict[str, Any]:
     start = time.perf_counter()
     state = jax.jit(task.init_state, out_shardings=sharding)(key)
     program = loop.compile_program(task, mesh, sharding)
-    arrays = loop.place_train_arrays(task, mesh)
-    feed = parallel.shard_batch(next(task.train_batches(0)), mesh, program.feed_sharding)
-    acc = program.accumulator(state, arrays, feed)()
-    state, acc, _ = _timed_steps(program, state, acc, arrays, feed, 1)
+    resident = loop.place_resident(task, mesh)
+    feed = parallel.shard_batch(next(task.train_feeds(0)), mesh, program.feed_sharding)
+    acc = program.accumulator(state, resident, feed)()
+    state, acc, _ = _timed_steps(program, state, acc, resident, feed, 1)
     row["first_step_s"] = time.perf_counter() - start  # compile included
-    row["input_path"] = "device" if task.train_arrays is not None else "host"
     seconds = min(ctx.scale.loop_seconds, max(_left(until), 0.0) / 3)
-    state, acc, elapsed = _timed_steps(program, state, acc, arrays, feed, 3)
+    state, acc, elapsed = _timed_steps(program, state, acc, resident, feed, 3)
     steps = _clamp(seconds * 3 / elapsed, ctx.scale.loop_steps)
-    state, acc, elapsed = _timed_steps(program, state, acc, arrays, feed, steps)
+    state, acc, elapsed = _timed_steps(program, state, acc, resident, feed, steps)
     row["bare_steps_per_s"] = steps / elapsed
-    if task.train_arrays is not None:  # the in-step gather + augmentation alone
-        make = jax.jit(task.train_arrays.make_batch)
-        jax.block_until_ready(make(arrays, feed, 0))
-        start = time.perf_counter()
-        jax.block_until_ready([make(arrays, feed, i) for i in range(steps)])
-        row["input_ms"] = 1e3 * (time.perf_counter() - start) / steps
-    del state, acc, arrays
+    # the in-step input alone: gather (device path) + augmentation of the same feed
+    train_input = inputs.training_input(config, job.validate_config(config), workdir)
+    row["input_path"] = train_input.pipeline
+    batch = jax.jit(train_input.batch)
+    jax.block_until_ready(batch(resident, feed, 0))
+    start = time.perf_counter()
+    jax.block_until_ready([batch(resident, feed, i) for i in range(steps)])
+    row["input_ms"] = 1e3 * (time.perf_counter() - start) / steps
+    del state, acc, resident
     steps = _clamp(row["bare_steps_per_s"] * seconds, ctx.scale.loop_steps)
     steps = min(steps, task.num_train_steps - 1)
     log_every = max(steps // 6, 1)
@@ -157,7 +161,7 @@ def _classifier_test(config, workdir: str) -> dict[str, Any]:
 def accuracy_part(ctx: Context, deadline: float) -> dict[str, Any]:
     models = ("resnet18", "sdnet18")
     loop_rows = {r["model"]: r for r in ctx.results.get("loop", {}).get("rows", [])}
-    probe = plan.classifier_config(models[0], ctx.scale, ctx.data_dir)
+    probe = plan.classifier_config(models[0], ctx.scale, ctx.data)
     info = classifier.validate_config(probe)
     steps_per_epoch = math.ceil(info.num_train / probe.batch_size)
     rates = [loop_rows[m]["loop_steps_per_s"] for m in models if m in loop_rows]
@@ -178,7 +182,7 @@ def accuracy_part(ctx: Context, deadline: float) -> dict[str, Any]:
     }  # fmt: skip
     for i, model in enumerate(models):
         config = plan.classifier_config(
-            model, ctx.scale, ctx.data_dir, num_epochs=float(epochs), num_train_steps=-1,
+            model, ctx.scale, ctx.data, num_epochs=float(epochs), num_train_steps=-1,
             eval_every_steps=eval_every, checkpoint_every_steps=10**9, log_every_steps=50,
         )  # fmt: skip
         workdir = ctx.workdir(f"accuracy_{model}")
@@ -294,7 +298,7 @@ def ctrl_part(ctx: Context, deadline: float) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "running", "runs": {}}
     for i, pair in enumerate(plan.CTRL_PAIRS):
         per_run = _left(deadline) / (len(plan.CTRL_PAIRS) - i)
-        config = plan.ctrl_config(pair, ctx.scale, ctx.data_dir)
+        config = plan.ctrl_config(pair, ctx.scale, ctx.data)
         total = config.num_train_steps
         rate = loop_rows.get(f"ctrl_{pair}", {}).get("loop_steps_per_s")
         expected = total if rate is None else rate * (per_run - ctx.scale.compile_allowance_s)

@@ -110,16 +110,22 @@ def _config(module: str, scale: Scale):
     return importlib.import_module(f"configs.{module}").get_config("smoke" if scale.smoke else None)
 
 
-def classifier_config(model: str, scale: Scale, data_dir: str, **more):
-    """``configs/fashion_mnist_<model>.py`` at ``scale``, reading ``data_dir``."""
+def data_fields(data_dir: str, cache_dir: str) -> dict:
+    """Where every run of the suite reads its data, and caches the decoded training split (one
+    decode for all the runs at a size, not one per run)."""
+    return {"data.data_dir": data_dir, "data.cache_dir": cache_dir}
+
+
+def classifier_config(model: str, scale: Scale, data: dict, **more):
+    """``configs/fashion_mnist_<model>.py`` at ``scale``, reading ``data`` (:func:`data_fields`)."""
     config = _config(f"{DATASET}_{model}", scale)
-    return set_fields(config, scale.classifier, **{"data.data_dir": data_dir}, **more)
+    return set_fields(config, {**scale.classifier, **data}, **more)
 
 
-def ctrl_config(pair: str, scale: Scale, data_dir: str, **more):
-    """``configs/ctrl_fashion_mnist_reference_<pair>.py`` at ``scale``, reading ``data_dir``."""
+def ctrl_config(pair: str, scale: Scale, data: dict, **more):
+    """``configs/ctrl_fashion_mnist_reference_<pair>.py`` at ``scale``, reading ``data``."""
     config = _config(f"ctrl_{DATASET}_reference_{pair}", scale)
-    return set_fields(config, scale.ctrl, **{"data.data_dir": data_dir}, **more)
+    return set_fields(config, {**scale.ctrl, **data}, **more)
 
 
 def write_smoke_data(data_dir: str) -> str:

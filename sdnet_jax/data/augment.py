@@ -1,161 +1,115 @@
-"""Host-side image preprocessing and augmentation (numpy, PIL), one example at a time.
+"""The training augmentations, in JAX: run inside the jitted train step on a batch of stored uint8
+images, whichever loader delivered them (device-resident or Grain), so ``config.data.augment``
+means one thing everywhere. Each example gets its own random words from the sampling contract
+(:func:`sdnet_jax.data.sampling.example_bits`; a key made of them for ``'imagenet'``), so the
+augmented global batch of a step is a function of ``(seed, step)``.
 
-Every function takes a uint8 image ``(H, W, C)`` (``C`` = 1 or 3) and returns a uint8 image;
-randomness comes from an explicit :class:`numpy.random.Generator`, drawn in a fixed order, so an
-output is a deterministic function of the input and the generator's seed. Normalisation to the
-model's input scale is :func:`normalize`, applied to whole batches afterwards.
+``augment``:
+  ``'none'``       the stored image;
+  ``'cifar'``      zero-pad 4, a random crop back to the stored size, a random horizontal flip
+                   (dm-pix's ``pad_to_size`` and ``flip_left_right``, offsets from the words);
+  ``'flip_crop'``  the same (meant for small grey images);
+  ``'imagenet'``   an Inception-style random-resized crop of the stored image (area fraction
+                   uniform in (0.08, 1), aspect log-uniform in (3/4, 4/3)) resized back to its
+                   size, and a random horizontal flip. For ImageNet the stored image is the
+                   evaluation's central 224 x 224 crop (:mod:`sdnet_jax.data.decode`), so the
+                   crop is drawn from it rather than from the whole photograph.
+
+Output: float32 pixels in ``[0, 1]`` (:mod:`sdnet_jax.data.pixels` maps them to a model's input).
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-from PIL import Image
+import dm_pix
+import jax
+import jax.numpy as jnp
 
-IMAGENET_RESIZE = 256
-IMAGENET_CROP = 224
+from sdnet_jax.data import pixels, sampling
 
-
-def _to_pil(image: np.ndarray) -> Image.Image:
-    if image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image, got {image.dtype}")
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+AUGMENTATIONS = ("none", "cifar", "flip_crop", "imagenet")
+PAD = 4  # the CIFAR augmentation's padding
 
 
-def _from_pil(pil: Image.Image, channels: int) -> np.ndarray:
-    array = np.asarray(pil, dtype=np.uint8)
-    return array[..., None] if channels == 1 else array
+def check_augment(augment: str) -> str:
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; one of {AUGMENTATIONS}")
+    return augment
 
 
-def as_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """``image`` as ``(H, W, channels)``: adds the channel axis of ``(H, W)`` images, repeats grey."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == channels:
-        return image
-    if image.shape[-1] == 1:
-        return np.repeat(image, channels, axis=-1)
-    raise ValueError(f"cannot convert an image of shape {image.shape} to {channels} channels")
+def pad_crop_flip(image: jax.Array, bits: jax.Array, *, pad: int = PAD) -> jax.Array:
+    """One ``(H, W, C)`` image (any dtype): zero-pad ``pad`` on every side (dm-pix), crop a window
+    of the original size at offsets uniform in ``[0, 2 * pad]``, flip it horizontally with
+    probability 1/2; ``bits``: 3 uint32 random words (top, left, flip). The words come from one
+    draw for the whole batch (:func:`sdnet_jax.data.sampling.example_bits`): a key per example
+    and dm-pix's ``random_crop`` / ``random_flip_left_right`` drew six times as many (3x slower
+    on a CPU)."""
+    height, width, channels = image.shape
+    top = (bits[0] % (2 * pad + 1)).astype(jnp.int32)
+    left = (bits[1] % (2 * pad + 1)).astype(jnp.int32)
+    padded = dm_pix.pad_to_size(image, height + 2 * pad, width + 2 * pad)
+    window = jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
+    return jnp.where(bits[2] & 1, dm_pix.flip_left_right(window), window)
 
 
-def flip_left_right(image: np.ndarray) -> np.ndarray:
-    """Mirrors the image horizontally (along the width axis)."""
-    return image[:, ::-1]
-
-
-def pad_crop_flip(image: np.ndarray, rng: np.random.Generator, *, pad: int = 4) -> np.ndarray:
-    """The CIFAR augmentation, for any image size.
-
-    Zero-pads ``pad`` pixels on every side, crops a random window of the original size (offsets
-    uniform in ``[0, 2 * pad]``), then flips it horizontally with probability 1/2.
-    """
-    height, width = image.shape[:2]
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-    top = int(rng.integers(0, 2 * pad + 1))
-    left = int(rng.integers(0, 2 * pad + 1))
-    out = padded[top : top + height, left : left + width]
-    if rng.random() < 0.5:
-        out = flip_left_right(out)
-    return np.ascontiguousarray(out)
-
-
-def random_resized_crop_box(
-    height: int,
-    width: int,
-    rng: np.random.Generator,
-    *,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    attempts: int = 10,
-) -> tuple[int, int, int, int]:
-    """Samples the ``(top, left, crop_height, crop_width)`` of an Inception-style random crop.
-
-    The crop covers a fraction of the area uniform in ``scale`` and has an aspect ratio (width /
-    height) log-uniform in ``ratio``; after ``attempts`` rejected samples it falls back to the
-    largest centred crop whose ratio is clipped to ``ratio`` (as torchvision's RandomResizedCrop).
-    """
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(attempts):
-        target_area = area * rng.uniform(scale[0], scale[1])
-        aspect = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
-        crop_w = round(math.sqrt(target_area * aspect))
-        crop_h = round(math.sqrt(target_area / aspect))
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            top = int(rng.integers(0, height - crop_h + 1))
-            left = int(rng.integers(0, width - crop_w + 1))
-            return top, left, crop_h, crop_w
+def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """The crop size when no sample fits: the largest centred crop, its ratio clipped."""
     in_ratio = width / height
     if in_ratio < min(ratio):
-        crop_w, crop_h = width, max(1, round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        crop_h, crop_w = height, max(1, round(height * max(ratio)))
-    else:
-        crop_h, crop_w = height, width
-    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+        return max(1, round(width / min(ratio))), width
+    if in_ratio > max(ratio):
+        return height, max(1, round(height * max(ratio)))
+    return height, width
 
 
 def random_resized_crop_flip(
-    image: np.ndarray,
-    rng: np.random.Generator,
+    image: jax.Array,
+    key: jax.Array,
     *,
     size: tuple[int, int],
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> np.ndarray:
-    """The ImageNet training augmentation: a random-resized crop to ``size`` ``(H, W)``, bilinear,
-    then a horizontal flip with probability 1/2."""
-    top, left, crop_h, crop_w = random_resized_crop_box(
-        image.shape[0], image.shape[1], rng, scale=scale, ratio=ratio
-    )
-    pil = _to_pil(image).resize(
-        (size[1], size[0]), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
-    )
-    out = _from_pil(pil, image.shape[-1])
-    if rng.random() < 0.5:
-        out = flip_left_right(out)
-    return np.ascontiguousarray(out)
+    attempts: int = 10,
+) -> jax.Array:
+    """One ``(H, W, C)`` float image: an Inception-style random-resized crop (the first of
+    ``attempts`` samples that fits, else the centred fallback) resized bilinearly to ``size``,
+    then a random flip."""
+    height, width, channels = image.shape
+    k_area, k_ratio, k_top, k_left, k_flip = jax.random.split(key, 5)
+    area = jax.random.uniform(k_area, (attempts,), minval=scale[0], maxval=scale[1])
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    aspect = jnp.exp(jax.random.uniform(k_ratio, (attempts,), minval=log_ratio[0],
+                                        maxval=log_ratio[1]))  # fmt: skip
+    crop_w = jnp.round(jnp.sqrt(area * height * width * aspect))
+    crop_h = jnp.round(jnp.sqrt(area * height * width / aspect))
+    fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+    first, found = jnp.argmax(fits), jnp.any(fits)
+    fallback_h, fallback_w = _fallback_box(height, width, ratio)
+    crop_h = jnp.where(found, crop_h[first], fallback_h)
+    crop_w = jnp.where(found, crop_w[first], fallback_w)
+    top = jnp.where(found, jnp.floor(jax.random.uniform(k_top) * (height - crop_h + 1)),
+                    (height - fallback_h) // 2)  # fmt: skip
+    left = jnp.where(found, jnp.floor(jax.random.uniform(k_left) * (width - crop_w + 1)),
+                     (width - fallback_w) // 2)  # fmt: skip
+    scales = jnp.stack([size[0] / crop_h, size[1] / crop_w])
+    out = jax.image.scale_and_translate(
+        image, (size[0], size[1], channels), (0, 1), scales, -jnp.stack([top, left]) * scales,
+        method="linear", antialias=True,
+    )  # fmt: skip
+    return dm_pix.random_flip_left_right(k_flip, jnp.clip(out, 0.0, 1.0))
 
 
-def resize_shorter_center_crop(
-    image: np.ndarray, *, resize: int = IMAGENET_RESIZE, crop: int = IMAGENET_CROP
-) -> np.ndarray:
-    """The ImageNet evaluation transform: bilinear resize so the shorter side is ``resize`` (aspect
-    ratio kept), then the central ``crop`` × ``crop`` window."""
-    height, width = image.shape[:2]
-    factor = resize / min(height, width)
-    new_h = max(crop, round(height * factor))
-    new_w = max(crop, round(width * factor))
-    pil = _to_pil(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
-    top, left = (new_h - crop) // 2, (new_w - crop) // 2
-    out = _from_pil(pil, image.shape[-1])[top : top + crop, left : left + crop]
-    return np.ascontiguousarray(out)
-
-
-def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """The fixed-resolution transform: the central ``s`` × ``s`` square (``s`` the shorter side),
-    resized (bilinear, antialiased by PIL when shrinking) to ``size`` × ``size``.
-
-    This is "shorter side to ``size``, then the central ``size`` × ``size`` crop" without rounding
-    the longer side; on CelebA (218 × 178) it is the usual "centre crop 178, then resize". The
-    crop comes first, so the filter sees no pixel outside the square; when the shorter side is
-    already ``size`` the result is just the crop.
-    """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = np.ascontiguousarray(image[top : top + side, left : left + side])
-    if side == size:
-        return square
-    pil = _to_pil(square).resize((size, size), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(_from_pil(pil, image.shape[-1]))
-
-
-def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """``(images / 255 - mean) / std`` per channel (last axis), as float32."""
-    mean_arr = np.asarray(mean, dtype=np.float32)
-    std_arr = np.asarray(std, dtype=np.float32)
-    return ((images.astype(np.float32) / np.float32(255.0)) - mean_arr) / std_arr
+def augment_images(images: jax.Array, bits: jax.Array, augment: str) -> jax.Array:
+    """A batch ``(B, H, W, C)`` of stored uint8 images augmented per example with the random
+    words ``bits`` (``(B, 4)`` uint32, :func:`sdnet_jax.data.sampling.example_bits`): float32
+    pixels in ``[0, 1]``, same shape."""
+    check_augment(augment)
+    if augment in ("cifar", "flip_crop"):  # on the uint8 images: a quarter of the bytes
+        images = jax.vmap(pad_crop_flip)(images, bits)
+    x = pixels.unit_from_uint8(images)
+    if augment != "imagenet":
+        return x
+    size = images.shape[1:3]
+    crop = lambda image, key: random_resized_crop_flip(image, key, size=size)
+    return jax.vmap(crop)(x, sampling.example_keys(bits))

@@ -1,8 +1,10 @@
-"""Conversions between the pixel spaces the code uses (jittable, NHWC).
+"""Conversions between the pixel spaces the code uses (jittable, NHWC) — the one place images
+are normalised or change channel count.
 
-* *normalised*: what the input pipeline yields and classifiers take, ``(x − mean) / std``;
-* *unit*: pixels in ``[0, 1]`` (corruptions, attacks, image files);
-* *symmetric*: pixels in ``[-1, 1]`` (CTRL decoders' tanh range).
+* *stored*: the uint8 images the data layer delivers (training batches, evaluation batches);
+* *unit*: pixels in ``[0, 1]`` (augmentation, corruptions, attacks, image files);
+* *normalised*: what classifiers take, ``(x − mean) / std`` with the data set's constants;
+* *symmetric*: pixels in ``[-1, 1]`` (CTRL's encoder input and decoder's tanh range).
 
 Channel counts are mapped grey -> RGB by repetition and RGB -> grey by the BT.601 luma.
 """
@@ -15,6 +17,21 @@ import jax
 import jax.numpy as jnp
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
+
+def unit_from_uint8(images: jax.Array) -> jax.Array:
+    """Stored uint8 images -> float32 ``[0, 1]`` pixels."""
+    return jnp.asarray(images).astype(jnp.float32) / jnp.float32(255.0)
+
+
+def normalised_from_uint8(images: jax.Array, mean: Any, std: Any) -> jax.Array:
+    """Stored uint8 images -> a classifier's normalised input."""
+    return normalised_from_unit(unit_from_uint8(images), jnp.asarray(mean), jnp.asarray(std))
+
+
+def symmetric_from_uint8(images: jax.Array) -> jax.Array:
+    """Stored uint8 images -> ``[-1, 1]`` (CTRL)."""
+    return symmetric_from_unit(unit_from_uint8(images))
 
 
 def unit_from_normalised(images: jax.Array, mean: Any, std: Any) -> jax.Array:

@@ -13,7 +13,7 @@ import numpy as np
 
 from sdnet_jax import ops
 from sdnet_jax.data import input_pipeline, pixels
-from sdnet_jax.evaluation import ctrl_metrics, feature_nets, fidelity
+from sdnet_jax.evaluation import feature_nets, fidelity, figures, frechet, reconstruction, subspace
 from sdnet_jax.runs import ctrl as runs_ctrl
 from sdnet_jax.runs.common import data_source
 from sdnet_jax.runtime import parallel
@@ -46,7 +46,7 @@ def make_evaluate(config, info, closed_loop, workdir: str):
         zs, xs, xhs, zhs, ys = [], [], [], [], []
         seen = 0
         for batch in batches:
-            x = runs_ctrl.to_symmetric(jnp.asarray(batch["image"]), info)
+            x = pixels.symmetric_from_uint8(batch["image"])
             z, x_hat, z_hat = jax.device_get(closed_loop(state, parallel.shard_batch(
                 {"image": np.asarray(x)}, mesh)["image"]))  # fmt: skip
             keep = np.asarray(batch["mask"], bool) if "mask" in batch else slice(None)
@@ -65,37 +65,37 @@ def make_evaluate(config, info, closed_loop, workdir: str):
             data.name, split, global_batch_size=config.eval_batch_size, **source
         )
         z, x, x_hat, z_hat, y = features_of(state, batches, limit)
-        train_batches = input_pipeline.train_iterator(
-            data.name, global_batch_size=config.eval_batch_size, seed=0, augment="none", **source
+        train_batches = input_pipeline.eval_iterator(
+            data.name, "train", global_batch_size=config.eval_batch_size, **source
         )
         z_train, x_train, *_, y_train = features_of(
             state, train_batches, config.eval.subspace_fit_examples
         )
         terms = ops.ctrl_terms(z, z_hat, y, num_classes, config.ctrl.eps_sq)
         results = {k: float(v) for k, v in terms.items()}
-        results["mse"] = float(np.mean(ctrl_metrics.mse(x, x_hat)))
+        results["mse"] = float(np.mean(reconstruction.mse(x, x_hat)))
         # psnr, psnr_mean_image (of the mean of the training images the subspaces are fit on),
         # psnr_gain_over_mean_image, spread_x_hat, spread_x: is it a reconstruction or a collapse?
-        results.update(ctrl_metrics.collapse_metrics(x, x_hat, x_train.mean(axis=0)))
+        results.update(reconstruction.collapse_metrics(x, x_hat, x_train.mean(axis=0)))
         # ssim, ssim_mean_image; with a fidelity classifier its accuracy on X and on X̂
         results.update(fidelity.fidelity_metrics(x, x_hat, y, x_train.mean(axis=0), classifier))
         results["sample_cosine_distance"] = float(np.mean(1.0 - np.sum(z * z_hat, axis=-1)))
         results["nearest_subspace_accuracy"] = float(
-            ctrl_metrics.nearest_subspace_accuracy(
+            subspace.nearest_subspace_accuracy(
                 z_train, y_train, z, y, num_classes, config.eval.subspace_components
             )
         )
-        distance = ctrl_metrics.frechet_feature_distance(feature_net, [x], [x_hat])
+        distance = frechet.frechet_feature_distance(feature_net, [x], [x_hat])
         results[distance["key"]] = float(distance["value"])
         if parallel.is_main_process():
             step = int(jax.device_get(state.step))
             out = os.path.join(workdir, "images")
             os.makedirs(out, exist_ok=True)
-            ctrl_metrics.save_reconstruction_grid(
+            figures.save_reconstruction_grid(
                 os.path.join(out, f"{split}_reconstruction_{step}.png"), x, x_hat
             )
-            ctrl_metrics.save_cosine_heatmap(os.path.join(out, f"{split}_cosine_{step}.png"), z, y)
-            ctrl_metrics.save_atom_grid(
+            figures.save_cosine_heatmap(os.path.join(out, f"{split}_cosine_{step}.png"), z, y)
+            figures.save_atom_grid(
                 os.path.join(out, f"encoder_atoms_{step}.png"), jax.device_get(state.enc_params)
             )
         return results
@@ -105,7 +105,7 @@ def make_evaluate(config, info, closed_loop, workdir: str):
 
 def first_stage_atoms(params: Any) -> dict[str, np.ndarray]:
     """The encoder's first-stage atoms (CSC dictionary or DCGAN kernel) as an image."""
-    return {"encoder_atoms": atom_grid(ctrl_metrics.first_stage_dictionary(jax.device_get(params)))}
+    return {"encoder_atoms": atom_grid(figures.first_stage_dictionary(jax.device_get(params)))}
 
 
 def to_model_images(images01: np.ndarray, image_shape: tuple[int, int, int]) -> np.ndarray:
@@ -128,7 +128,7 @@ def transfer_reconstruction(
 
     The images are resized / converted to the model's input shape, passed through ``g(f(·))``, and
     the PSNR / MSE are reported with the PSNR of the split's own mean image and the per-pixel
-    spread of X̂ and X (:func:`ctrl_metrics.collapse_metrics`), the SSIM beside the mean image's
+    spread of X̂ and X (:func:`reconstruction.collapse_metrics`), the SSIM beside the mean image's
     (:func:`fidelity.structural_metrics`) and, with ``classifier_workdir`` (a classifier run on
     ``dataset``), its accuracy on X̂ beside X (:func:`fidelity.classifier_metrics`); a grid of X
     beside X̂ is written to ``workdir/images/transfer_<dataset>.png``.
@@ -142,17 +142,15 @@ def transfer_reconstruction(
                 f"reconstructed data set {dataset!r}."
             )
     config, encoder, decoder, state, info = runs_ctrl.load_ctrl(workdir)
-    other = input_pipeline.get_info(dataset, data_dir=data_dir, validation_size=0)
     batches = input_pipeline.eval_iterator(
         dataset, "test", data_dir=data_dir, global_batch_size=batch_size, validation_size=0
     )
     closed_loop = runs_ctrl.make_closed_loop(encoder, decoder)
     mesh = parallel.data_mesh()
     xs, x_hats, ys, seen = [], [], [], 0
-    mean, std = np.asarray(other.mean), np.asarray(other.std)
     for batch in batches:
         keep = np.asarray(batch["mask"], bool)
-        x = to_model_images(np.asarray(batch["image"]) * std + mean, info.image_shape)
+        x = to_model_images(pixels.unit_from_uint8(batch["image"]), info.image_shape)
         _, x_hat, _ = closed_loop(state, parallel.shard_batch({"x": x}, mesh)["x"])
         xs.append(x[keep]), x_hats.append(np.asarray(jax.device_get(x_hat))[keep])
         ys.append(np.asarray(batch["label"])[keep])
@@ -165,14 +163,14 @@ def transfer_reconstruction(
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"transfer_{dataset.replace('/', '_')}.png")
     if parallel.is_main_process():
-        ctrl_metrics.save_reconstruction_grid(path, x, x_hat)
+        figures.save_reconstruction_grid(path, x, x_hat)
     return {
         "trained_on": config.data.name,
         "reconstructed": dataset,
         "num_examples": len(x),
         # psnr_mean_image: the mean image of these same test images (the split's own mean)
-        **ctrl_metrics.collapse_metrics(x, x_hat),
+        **reconstruction.collapse_metrics(x, x_hat),
         **fidelity.fidelity_metrics(x, x_hat, y, None, classifier),
-        "mse": float(np.mean(ctrl_metrics.mse(x, x_hat))),
+        "mse": float(np.mean(reconstruction.mse(x, x_hat))),
         "grid": path,
     }

@@ -4,7 +4,7 @@ Each network is a small object with
 
 * ``name``: a label that says exactly which network produced a number (it becomes part of the
   metric's key, ``frechet_distance[<name>]``, see
-  :func:`sdnet_jax.evaluation.ctrl_metrics.frechet_feature_distance`);
+  :func:`sdnet_jax.evaluation.frechet.frechet_feature_distance`);
 * ``__call__(images) -> (N, k)`` float64 NumPy features, for NHWC images in ``[-1, 1]``.
 
 Available:

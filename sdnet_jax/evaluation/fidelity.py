@@ -5,7 +5,7 @@
   (``dm_pix.ssim``: Gaussian window 11, σ 1.5, k₁ 0.01, k₂ 0.03, on the images mapped to
   ``[0, 1]``; the window shrinks to the largest odd size that fits smaller images, 7 for 8x8
   digits), beside the SSIM of always outputting the mean image — the baseline a collapsed decoder
-  reaches, as ``psnr_mean_image`` is PSNR's (:func:`sdnet_jax.evaluation.ctrl_metrics.collapse_metrics`).
+  reaches, as ``psnr_mean_image`` is PSNR's (:func:`sdnet_jax.evaluation.reconstruction.collapse_metrics`).
 * :func:`classifier_metrics`: the accuracy of a trained classifier on ``X̂`` beside its accuracy on
   ``X`` (and their ratio; the classifier's accuracy on the mean image, i.e. the frequency of the
   one class it assigns the mean image, is the trivial baseline; ``classifier_agreement`` the

@@ -49,10 +49,9 @@ reshape → BN → ReLU, ``[transposed conv k×k/s → BN → ReLU]`` for ``chan
 to the image channels, ``tanh``. Same attributes and shape conventions as the CSC pair, so the pairs
 are interchangeable. Convolutions are bias-free with ``N(0, 0.02)`` weights (DCGAN).
 
-Both encoders sow each stage's output before its BatchNorm (the CSC stage's sparse code ``z_l``,
-the DCGAN stage's convolution) as ``intermediates/code<l>`` when the collection :data:`CODES` is
-mutable (for the sample-wise code consistency of :mod:`sdnet_jax.train.ctrl`); otherwise nothing is
-stored.
+Both encoders return, with ``return_codes=True``, each stage's output before its BatchNorm (the
+CSC stage's sparse code ``z_l``, the DCGAN stage's convolution) beside ``z``: ``(z, codes)``, for
+the sample-wise code consistency of :mod:`sdnet_jax.train.ctrl`.
 
 :func:`get_ctrl_models` builds either pair from the encoder's ``channels`` and an ``image_shape``.
 """
@@ -71,7 +70,6 @@ from sdnet_jax.checks import check_rank
 from sdnet_jax.models.csc import CSCConv, csc_layer
 
 ModuleDef = Callable[..., nn.Module]
-CODES = "intermediates"  # collection of the encoders' per-stage codes (sown when mutable)
 dcgan_init = nn.initializers.normal(0.02)
 
 
@@ -141,7 +139,8 @@ class CSCEncoder(nn.Module):
         iterations, solver, …).
       dtype: computation dtype; parameters stay float32.
 
-    Returns ``(N, feature_dim)`` float32 unit vectors.
+    Returns ``(N, feature_dim)`` float32 unit vectors (and the per-stage codes before BN with
+    ``return_codes=True``).
     """
 
     channels: Sequence[int] = (64, 128, 256)
@@ -152,21 +151,22 @@ class CSCEncoder(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, return_codes: bool = False):
         check_rank("x", x, 4, "N, H, W, C (NHWC)")
         strides = _strides(self.channels, self.strides)
         norm = _norm(train, self.dtype)
         csc = partial(self.csc, dtype=self.dtype)
         x = x.astype(self.dtype)
+        codes = []
         for i, (features, s) in enumerate(zip(self.channels, strides, strict=True)):
             x = csc(
                 features, self.kernel_size, s, padding="SAME", transpose=False, name=f"csc{i + 1}"
             )(x)
-            self.sow(CODES, f"code{i + 1}", x)  # the sparse code before BN
+            codes.append(x)  # the sparse code before BN
             x = norm(name=f"bn{i + 1}")(x)
         x = x.reshape(x.shape[0], -1)
-        z = nn.Dense(self.feature_dim, dtype=self.dtype, name="head")(x)
-        return sphere_normalize(z)
+        z = sphere_normalize(nn.Dense(self.feature_dim, dtype=self.dtype, name="head")(x))
+        return (z, tuple(codes)) if return_codes else z
 
 
 class CSCDecoder(nn.Module):
@@ -235,12 +235,13 @@ class DCGANEncoder(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, return_codes: bool = False):
         check_rank("x", x, 4, "N, H, W, C (NHWC)")
         strides = _strides(self.channels, self.strides)
         norm = _norm(train, self.dtype)
         k = (self.kernel_size, self.kernel_size)
         x = x.astype(self.dtype)
+        codes = []
         for i, (features, s) in enumerate(zip(self.channels, strides, strict=True)):
             x = nn.Conv(
                 features,
@@ -252,13 +253,13 @@ class DCGANEncoder(nn.Module):
                 dtype=self.dtype,
                 name=f"conv{i + 1}",
             )(x)
-            self.sow(CODES, f"code{i + 1}", x)  # the convolution's output before BN
+            codes.append(x)  # the convolution's output before BN
             if i > 0:
                 x = norm(name=f"bn{i + 1}")(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
-        z = nn.Dense(self.feature_dim, dtype=self.dtype, name="head")(x)
-        return sphere_normalize(z)
+        z = sphere_normalize(nn.Dense(self.feature_dim, dtype=self.dtype, name="head")(x))
+        return (z, tuple(codes)) if return_codes else z
 
 
 class DCGANDecoder(nn.Module):
@@ -359,7 +360,6 @@ def get_ctrl_models(
 
 
 __all__ = [
-    "CODES",
     "CTRL_MODELS",
     "CSCDecoder",
     "CSCEncoder",

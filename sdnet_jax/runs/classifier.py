@@ -36,8 +36,8 @@ def make_optimizer(config: Any, info: input_pipeline.DatasetInfo):
 
 def build_model(config: Any, info: input_pipeline.DatasetInfo) -> nn.Module:
     """The registered model of ``config.model`` (``stage_sizes`` overrides its depth when set)."""
-    stage_sizes = config.model.get("stage_sizes") or ()  # absent in configs saved before it existed
-    depth = {"stage_sizes": tuple(stage_sizes)} if stage_sizes else {}
+    stage_sizes = tuple(config.model.stage_sizes)
+    depth = {"stage_sizes": stage_sizes} if stage_sizes else {}
     return models.get_model(
         config.model.name,
         num_classes=info.num_classes,

@@ -17,14 +17,40 @@ from sdnet_jax.runtime import checkpoint, parallel
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+# Fields added to the configs after runs were first saved, with the value that reproduces how a
+# run saved without them trained: :func:`open_run` fills them in, so code reads every field as is.
+ADDED_FIELDS = {
+    "data.image_size": 0,
+    "data.pipeline": "auto",
+    "data.cache_dir": "",
+    "model.stage_sizes": (),
+    "optim.warmup_steps": 0,
+    "optim.end_lr": 0.0,
+    "ctrl.enc_lr_scale": 1.0,
+    "ctrl.warmup_steps": 0,
+    "ctrl.code_lam": 0.0,
+    "ctrl.pair_players": "both",
+}
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A saved run's config with the fields of :data:`ADDED_FIELDS` it lacks (in the sections it
+    has: ``ctrl`` only in CTRL runs); returns ``config``, changed in place."""
+    for key, value in ADDED_FIELDS.items():
+        section, field = key.split(".")
+        if section in config and field not in config[section]:
+            config[section][field] = value
+    return config
+
+
 def data_source(data: Any) -> dict[str, Any]:
-    """Keyword arguments locating ``config.data`` for ``input_pipeline`` (``get_info`` and the
-    iterators): ``data_dir`` ('' = TFDS default), ``validation_size`` and ``image_size`` (0 or
-    absent = native size)."""
+    """Keyword arguments locating ``config.data`` for ``input_pipeline`` (``get_info``, the
+    training input and the evaluation batches): ``data_dir`` ('' = TFDS default),
+    ``validation_size`` and ``image_size`` (0 = native size)."""
     return {
         "data_dir": data.data_dir or None,
         "validation_size": data.validation_size,
-        "image_size": data.get("image_size") or None,
+        "image_size": data.image_size or None,
     }
 
 
@@ -39,9 +65,10 @@ def open_run(
     workdir: str, task: str, *, command: str, data_dir: str | None
 ) -> tuple[ml_collections.ConfigDict, input_pipeline.DatasetInfo]:
     """The saved config of a ``task`` run in ``workdir`` (checked: see
-    :func:`sdnet_jax.runtime.checkpoint.read_run_config`) and its data set's info; ``data_dir``
+    :func:`sdnet_jax.runtime.checkpoint.read_run_config`; upgraded: :func:`upgrade_config`) and
+    its data set's info; ``data_dir``
     overrides ``config.data.data_dir`` (e.g. when the run was trained elsewhere)."""
-    config = checkpoint.read_run_config(workdir, task, command=command)
+    config = upgrade_config(checkpoint.read_run_config(workdir, task, command=command))
     if data_dir is not None:
         config.data.data_dir = data_dir
     return config, input_pipeline.get_info(config.data.name, **data_source(config.data))

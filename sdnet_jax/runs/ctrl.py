@@ -1,5 +1,5 @@
 """A CSC-CTRL / CTRL run: its state (two players), encoder / decoder, optimizers and initial state
-from a config, the closed loop ``x -> (z, x_hat, z_hat)`` and the pixel range it works in, and
+from a config, the closed loop ``x -> (z, x_hat, z_hat)`` on ``[-1, 1]`` images, and
 :func:`load_ctrl` to restore a trained one from its workdir."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sdnet_jax import models
-from sdnet_jax.data import input_pipeline, pixels
+from sdnet_jax.data import input_pipeline
 from sdnet_jax.runs.common import DTYPES, num_train_steps, open_run, restore_state
 from sdnet_jax.runtime import optim
 
@@ -47,10 +47,10 @@ def build_models(config: Any, info: input_pipeline.DatasetInfo) -> tuple[nn.Modu
 def make_optimizers(config: Any, info: input_pipeline.DatasetInfo):
     """``(learning_rate schedule, encoder optimizer, decoder optimizer)``: the same recipe, two
     independent optax states; the encoder's learning rate is ``config.ctrl.enc_lr_scale`` times the
-    decoder's (the logged ``learning_rate``; runs saved before the field existed read it as 1)."""
+    decoder's (the logged ``learning_rate``) after the ``config.ctrl.warmup_steps`` first steps."""
     learning_rate = optim.schedule(config.optim, num_train_steps(config, info))
-    scale = float(config.ctrl.get("enc_lr_scale", 1.0))
-    warmup = int(config.ctrl.get("warmup_steps", 0))
+    scale = float(config.ctrl.enc_lr_scale)
+    warmup = int(config.ctrl.warmup_steps)
     if scale == 1.0:
         enc_learning_rate = learning_rate
     else:
@@ -105,12 +105,6 @@ def load_ctrl(
     init_state = make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape)
     state = restore_state(workdir, config, init_state, which)
     return config, encoder, decoder, state, info
-
-
-def to_symmetric(images: jax.Array, info: input_pipeline.DatasetInfo) -> jax.Array:
-    """Pipeline-normalised images -> [-1, 1] (the decoder's tanh range)."""
-    mean, std = jnp.asarray(info.mean), jnp.asarray(info.std)
-    return pixels.symmetric_from_unit(pixels.unit_from_normalised(images, mean, std))
 
 
 def apply_model(module: nn.Module, params, state, x, train: bool = True):

@@ -11,7 +11,7 @@ from typing import Any
 import ml_collections
 
 from sdnet_jax import checks, errors, models, ops
-from sdnet_jax.data import input_pipeline, on_device
+from sdnet_jax.data import augment, input_pipeline
 from sdnet_jax.runs.common import DTYPES, data_source
 from sdnet_jax.runtime import checkpoint, optim, parallel
 
@@ -65,6 +65,33 @@ def validate_schedule(config: Any) -> None:
     )
 
 
+def validate_data(d: Any) -> input_pipeline.DatasetInfo:
+    """Checks ``config.data`` and opens the data set (a file check: missing data is reported
+    with the command that prepares it); returns its info."""
+    checks.require(
+        d.name.split("/")[0] in input_pipeline.SUPPORTED,
+        f"config.data.name {d.name!r} is not one of {list(input_pipeline.SUPPORTED)}.",
+    )
+    checks.require(
+        d.augment in augment.AUGMENTATIONS,
+        f"config.data.augment must be one of {augment.AUGMENTATIONS}, got {d.augment!r}.",
+    )
+    checks.require(
+        d.pipeline in input_pipeline.PIPELINES,
+        f"config.data.pipeline must be one of {input_pipeline.PIPELINES}, got {d.pipeline!r}.",
+    )
+    checks.require(
+        checks.is_int(d.image_size) and d.image_size >= 0,
+        f"config.data.image_size must be an integer >= 0 (0: native size), got {d.image_size!r}.",
+    )
+    checks.require(
+        isinstance(d.cache_dir, str), f"config.data.cache_dir must be a path, got {d.cache_dir!r}."
+    )
+    info = input_pipeline.get_info(d.name, **data_source(d))
+    input_pipeline.choose(d.pipeline, info)  # 'device' for a data set without training split
+    return info
+
+
 def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
     """Raises a ``ValueError`` naming the first bad field; returns the data set's info.
 
@@ -91,23 +118,9 @@ def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.Dat
         f"config.model.stage_sizes must be positive integers (or empty), got {m.stage_sizes!r}.",
     )
     validate_csc(m.csc)
-    d = config.data
-    base = d.name.split("/")[0]
-    checks.require(
-        base in input_pipeline.SUPPORTED,
-        f"config.data.name {d.name!r} is not one of {list(input_pipeline.SUPPORTED)}.",
-    )
-    checks.require(
-        d.augment in input_pipeline.AUGMENTATIONS,
-        f"config.data.augment must be one of {input_pipeline.AUGMENTATIONS}.",
-    )
-    checks.require(
-        d.get("pipeline", "auto") in on_device.PIPELINES,
-        f"config.data.pipeline must be one of {on_device.PIPELINES}, got {d.get('pipeline')!r}.",
-    )
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
-    return input_pipeline.get_info(d.name, **data_source(d))
+    return validate_data(config.data)
 
 
 def validate_fidelity_classifier(config: Any) -> None:
@@ -172,7 +185,7 @@ def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
     checks.require(
         c.enc_lr_scale > 0, f"config.ctrl.enc_lr_scale must be > 0, got {c.enc_lr_scale!r}."
     )
-    warmup = c.get("warmup_steps", 0)
+    warmup = c.warmup_steps
     checks.require(
         checks.is_int(warmup) and warmup >= 0,
         f"config.ctrl.warmup_steps must be an integer >= 0, got {warmup!r}.",
@@ -183,17 +196,13 @@ def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
         "the classes): set it to 0 with the unsupervised objective.",
     )
     checks.require(
-        config.data.name.split("/")[0] in input_pipeline.SUPPORTED,
-        f"config.data.name {config.data.name!r} is not one of {list(input_pipeline.SUPPORTED)}.",
-    )
-    checks.require(
         config.eval.feature_net in ("random", "classifier"),
         "config.eval.feature_net: random|classifier",
     )
     validate_fidelity_classifier(config)
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
-    info = input_pipeline.get_info(config.data.name, **data_source(config.data))
+    info = validate_data(config.data)
     models.get_ctrl_models(  # checks that the strides divide the image size
         m.name, image_shape=info.image_shape, channels=tuple(m.channels), csc=dict(m.csc)
     )

@@ -21,7 +21,7 @@ SCHEDULES = ("constant", "cosine", "step", "linear")
 
 def schedule(optim: Any, total_steps: int, steps_per_epoch: float | None = None) -> optax.Schedule:
     """The per-step learning-rate schedule of ``optim`` over ``total_steps`` steps."""
-    lr, warmup = float(optim.lr), int(optim.get("warmup_steps", 0))
+    lr, warmup = float(optim.lr), int(optim.warmup_steps)
     name = optim.schedule
     if name == "constant":
         main = optax.constant_schedule(lr)
@@ -71,4 +71,4 @@ def validate(optim: Any, where: str = "optim") -> None:
         value = optim.get(field, 0)
         require(value >= 0, f"{where}.{field} must be >= 0, got {value!r}.")
     if optim.schedule in ("cosine", "linear"):
-        require(optim.get("end_lr", 0) >= 0, f"{where}.end_lr must be >= 0, got {optim.end_lr!r}.")
+        require(optim.end_lr >= 0, f"{where}.end_lr must be >= 0, got {optim.end_lr!r}.")

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from sdnet_jax import models
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.evaluation import masked
 from sdnet_jax.runs.classifier import TrainState, build_model, make_init_state, make_optimizer
 from sdnet_jax.runs.common import data_source, num_train_steps
@@ -66,11 +66,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation):
     return train_step
 
 
-def make_eval_step(model: nn.Module):
-    """``(params, model_state, batch, lam=None) -> masked sums`` (:mod:`sdnet_jax.evaluation.masked`)."""
+def make_eval_step(model: nn.Module, info: input_pipeline.DatasetInfo):
+    """``(params, model_state, batch, lam=None) -> masked sums`` (:mod:`sdnet_jax.evaluation.masked`)
+    of an evaluation batch of stored uint8 images (normalised here)."""
 
     def eval_step(params, model_state, batch, lam=None):
-        logits = model.apply({"params": params, **model_state}, batch["image"], lam=lam)
+        x = pixels.normalised_from_uint8(batch["image"], info.mean, info.std)
+        logits = model.apply({"params": params, **model_state}, x, lam=lam)
         return masked.masked_sums(logits, batch)
 
     return eval_step
@@ -116,8 +118,11 @@ def make_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
     total = num_train_steps(config, info)
     learning_rate, tx = make_optimizer(config, info)
     data = config.data
-    eval_step = jax.jit(make_eval_step(model))
+    eval_step = jax.jit(make_eval_step(model, info))
     train_input = inputs.training_input(config, info, workdir)
+    normalise = lambda x: pixels.normalised_from_unit(
+        x, jnp.asarray(info.mean), jnp.asarray(info.std)
+    )
 
     def evaluate(state: TrainState, split: str) -> dict[str, float]:
         batches = input_pipeline.eval_iterator(
@@ -128,9 +133,10 @@ def make_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
     has_validation = info.num_validation > 0
     return loop.Task(
         init_state=make_init_state(model, tx, info.image_shape),
-        train_step=make_train_step(model, tx),
-        train_batches=train_input.train_batches,
-        train_arrays=train_input.train_arrays,
+        train_step=inputs.fed(make_train_step(model, tx), train_input, normalise),
+        train_feeds=train_input.feeds,
+        resident=train_input.resident,
+        steps_per_feed=train_input.steps_per_feed,
         evaluate=evaluate,
         num_train_steps=total,
         examples_per_step=config.batch_size,

@@ -12,9 +12,10 @@ the unsupervised sample-wise form; :mod:`sdnet_jax.ops.rates`), one train step o
 Sample-wise terms (``config.ctrl``): ``pair_lam · Σ_i D(z_i, ẑ_i)`` reduced by both players or the
 decoder only (``pair_players``), and the decoder-only code consistency ``code_lam · C``
 (:func:`code_distance`: the encoder's per-stage codes of ``X̂`` vs those of ``X``); the encoder can
-learn slower than the decoder (``enc_lr_scale``). ``pair_lam = code_lam = 0``, ``enc_lr_scale = 1``
-is the CTRL reference recipe; ``code_lam = 10``, ``enc_lr_scale = 0.2`` the small-batch recipe of
-the digits / Fashion-MNIST configs (docs/ctrl_recipe_log.md).
+learn slower than the decoder (``enc_lr_scale``) after an encoder warm-up (``warmup_steps``).
+``pair_lam = code_lam = 0``, ``enc_lr_scale = 1`` is the CTRL reference recipe; the small-batch
+recipe of the digits / Fashion-MNIST configs is ``configs.ctrl_base.small_batch_recipe``
+(docs/ctrl_recipe_log.md). The game a config describes is :func:`game_of`.
 
 Each player has its own optax optimizer and state inside one train state; both run in training mode
 (batch statistics) and keep the updates of their own BN / power-iteration state only. After each
@@ -25,6 +26,8 @@ checkpoints, resume, SIGTERM handling and logging — is the shared loop of
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -34,8 +37,8 @@ import ml_collections
 import optax
 
 from sdnet_jax import models, ops
+from sdnet_jax.data import pixels
 from sdnet_jax.evaluation.ctrl import first_stage_atoms, make_evaluate
-from sdnet_jax.models import ctrl as ctrl_models
 from sdnet_jax.runs.common import num_train_steps
 from sdnet_jax.runs.ctrl import (
     CTRLState,
@@ -44,7 +47,6 @@ from sdnet_jax.runs.ctrl import (
     make_closed_loop,
     make_init_state,
     make_optimizers,
-    to_symmetric,
 )
 from sdnet_jax.runs.validation import PAIR_PLAYERS
 from sdnet_jax.runs.validation import validate_ctrl as validate_config
@@ -53,45 +55,77 @@ from sdnet_jax.train import inputs, loop
 # ----------------------------------------------------------------------------- steps
 
 
-def objective_fn(config: Any, num_classes: int):
-    """``(z, z_hat, labels) -> (T, D)`` for ``config.ctrl``.
+@dataclasses.dataclass(frozen=True)
+class Game:
+    """The CTRL game of ``config.ctrl`` (:func:`game_of`), as the train step plays it.
 
-    ``T`` is the game's value (the encoder maximises it, the decoder minimises it): multi-class
-    ``ΔR(Z) + ΔR(Ẑ) + Σ_j ΔR(Z_j, Ẑ_j)``, binary ``ΔR(Z, Ẑ)``, or unsupervised ``R(Z) + ΔR(Z, Ẑ)``.
-    ``D = Σ_i D(z_i, ẑ_i)`` is the sample-wise self-consistency (:func:`ops.sample_distance`), a
-    constraint reduced with weight ``config.ctrl.pair_lam`` by both players or by the decoder only
-    (``config.ctrl.pair_players``; :func:`make_train_step`) — were it inside the
-    min-max, the decoder would be paid to move ``ẑ_i`` away from ``z_i``. The unsupervised form
-    needs ``pair_lam > 0``; ``pair_lam = 0`` with the multi-class / binary forms is the CTRL
-    reference recipe.
+    Attributes:
+      objective: the value ``T`` the encoder maximises and the decoder minimises: ``'multiclass'``
+        ``ΔR(Z) + ΔR(Ẑ) + Σ_j ΔR(Z_j, Ẑ_j)``, ``'binary'`` ``ΔR(Z, Ẑ)`` or ``'unsupervised'``
+        ``R(Z) + ΔR(Z, Ẑ)``; ``num_classes`` and ``eps_sq`` (ε²) as in :mod:`sdnet_jax.ops.rates`.
+      n_inner: encoder steps per decoder step.
+      pair_lam, pairwise, pair_players: the sample-wise self-consistency
+        ``D = Σ_i D(z_i, ẑ_i)`` (:func:`ops.sample_distance` of kind ``pairwise``), reduced with
+        weight ``pair_lam`` by ``'both'`` players or by the ``'decoder'`` only — inside the
+        min-max the decoder would be paid to move ``ẑ_i`` away from ``z_i``. The unsupervised form
+        needs it; ``pair_lam = 0`` with the multi-class / binary forms is the CTRL reference recipe.
+      code_lam: weight of the decoder-only code consistency ``C`` (:func:`code_distance`).
+      warmup_steps: while ``step < warmup_steps`` the encoder maximises ``ΔR(Z)`` of the real
+        features and their classes alone (MCR², no decoder pass); the decoder's steps are unchanged.
     """
+
+    objective: str
+    num_classes: int
+    eps_sq: float = 0.5
+    n_inner: int = 1
+    pair_lam: float = 0.0
+    pairwise: str = "cosine"
+    pair_players: str = "both"
+    code_lam: float = 0.0
+    warmup_steps: int = 0
+
+    def __post_init__(self):
+        if self.pair_players not in PAIR_PLAYERS:
+            raise ValueError(
+                f"pair_players must be one of {PAIR_PLAYERS}, got {self.pair_players!r}."
+            )
+
+    def value(self, z, z_hat, labels) -> jax.Array:
+        """``T``."""
+        if self.objective == "multiclass":
+            return ops.ctrl_multiclass_objective(z, z_hat, labels, self.num_classes, self.eps_sq)
+        if self.objective == "binary":
+            return ops.pairwise_rate_reduction(z, z_hat, self.eps_sq)
+        return ops.ctrl_unsupervised_objective(z, z_hat, 0.0, self.pairwise, self.eps_sq)
+
+    def distance(self, z, z_hat) -> jax.Array:
+        """``D``."""
+        return ops.sample_distance(z, z_hat, self.pairwise)
+
+    def warmup_value(self, z, labels) -> jax.Array:
+        """``ΔR(Z)`` of the classes (the warm-up's encoder objective)."""
+        return ops.rate_reduction(z, labels, self.num_classes, self.eps_sq)
+
+
+def game_of(config: Any, num_classes: int) -> Game:
+    """The game ``config.ctrl`` describes (the one place a config becomes a train step's game)."""
     c = config.ctrl
-
-    def value(z, z_hat, labels):
-        if c.objective == "multiclass":
-            return ops.ctrl_multiclass_objective(z, z_hat, labels, num_classes, c.eps_sq)
-        if c.objective == "binary":
-            return ops.pairwise_rate_reduction(z, z_hat, c.eps_sq)
-        return ops.ctrl_unsupervised_objective(z, z_hat, 0.0, c.pairwise, c.eps_sq)
-
-    def objective(z, z_hat, labels):
-        return value(z, z_hat, labels), ops.sample_distance(z, z_hat, c.pairwise)
-
-    return objective
+    return Game(
+        objective=c.objective, num_classes=num_classes, eps_sq=c.eps_sq, n_inner=c.n_inner,
+        pair_lam=c.pair_lam, pairwise=c.pairwise, pair_players=c.pair_players,
+        code_lam=c.code_lam, warmup_steps=c.warmup_steps,
+    )  # fmt: skip
 
 
-def _run_codes(module: nn.Module, params, state, x):
-    """Applies an encoder in training mode: ``(z, new state, per-stage codes before BN)``."""
-    out, new_state = module.apply(
-        {"params": params, **state}, x, train=True, mutable=[*state, ctrl_models.CODES]
+def encode_with_codes(encoder: nn.Module, params, state, x):
+    """The encoder in training mode: ``(z, per-stage codes before BN, new non-param state)``."""
+    (z, codes), new_state = encoder.apply(
+        {"params": params, **state}, x, train=True, return_codes=True, mutable=list(state)
     )
-    new_state = dict(new_state)
-    sown = new_state.pop(ctrl_models.CODES)
-    codes = [sown[k][0] for k in sorted(sown, key=lambda k: int(k[len("code") :]))]
-    return out, new_state, codes
+    return z, codes, dict(new_state)
 
 
-def code_distance(codes: list[jax.Array], codes_hat: list[jax.Array]) -> jax.Array:
+def code_distance(codes: Sequence[jax.Array], codes_hat: Sequence[jax.Array]) -> jax.Array:
     """Sample-wise code consistency ``C = Σ_l Σ_i ‖c_l(x̂_i) − c_l(x_i)‖² / mean_i ‖c_l(x_i)‖²``.
 
     ``c_l`` is the encoder's stage-``l`` code before its BN (the CSC stage's sparse code), of the
@@ -108,44 +142,17 @@ def code_distance(codes: list[jax.Array], codes_hat: list[jax.Array]) -> jax.Arr
     return total
 
 
-def make_train_step(
-    encoder,
-    decoder,
-    tx_enc,
-    tx_dec,
-    objective,
-    n_inner: int,
-    info,
-    pair_lam: float = 0.0,
-    *,
-    pair_players: str = "both",
-    code_lam: float = 0.0,
-    warmup_steps: int = 0,
-    num_classes: int | None = None,
-    eps_sq: float = 0.5,
-):
-    """One game step: ``n_inner`` encoder steps on ``−T (+ pair_lam·D)``, one decoder step on
-    ``T + pair_lam·D + code_lam·C`` (``objective`` as returned by :func:`objective_fn`).
-
-    ``pair_players``: who reduces the sample-wise term ``pair_lam·D``: ``'both'`` players or the
-    ``'decoder'`` only (then the encoder's gradient does not see ``D``). ``code_lam`` weighs the
-    sample-wise code consistency ``C`` (:func:`code_distance`), a decoder-only term.
-
-    ``warmup_steps``: while ``state.step < warmup_steps`` the encoder steps maximise the rate
-    reduction ``ΔR(Z)`` of the real features and their ``num_classes`` classes alone (MCR², with
-    ``eps_sq``; no decoder pass), so the features separate the classes before the game starts; the
-    decoder steps are unchanged. Its learning rate is then unscaled (:func:`runs.ctrl.make_optimizers`).
-    """
-    if pair_players not in PAIR_PLAYERS:
-        raise ValueError(f"pair_players must be one of {PAIR_PLAYERS}, got {pair_players!r}.")
-    if warmup_steps and num_classes is None:
-        raise ValueError("warmup_steps > 0 needs num_classes (the classes of ΔR(Z)).")
-    enc_pair_lam = pair_lam if pair_players == "both" else 0.0
+def make_train_step(encoder, decoder, tx_enc, tx_dec, game: Game):
+    """One game step on a batch of ``[-1, 1]`` images: ``game.n_inner`` encoder steps on
+    ``−T (+ pair_lam·D when both players reduce it)`` — or, during the warm-up, on ``−ΔR(Z)`` —
+    then one decoder step on ``T + pair_lam·D + code_lam·C``, its gradient through
+    ``Ẑ = f(g(Z))``. After each update the CSC dictionaries are projected onto unit-norm atoms."""
+    enc_pair_lam = game.pair_lam if game.pair_players == "both" else 0.0
 
     def warmup_encoder_step(state: CTRLState, x, labels):
         def loss_fn(enc_params):
             z, enc_state = apply_model(encoder, enc_params, state.enc_state, x)
-            value = ops.rate_reduction(z, labels, num_classes, eps_sq)
+            value = game.warmup_value(z, labels)
             return -value, (enc_state, value)
 
         return _apply_encoder_grads(state, loss_fn)
@@ -159,8 +166,8 @@ def make_train_step(
             z_hat, enc_state = apply_model(
                 encoder, enc_params, enc_state, jax.lax.stop_gradient(x_hat)
             )
-            value, distance = objective(z, z_hat, labels)
-            return -value + enc_pair_lam * distance, (enc_state, value)
+            value = game.value(z, z_hat, labels)
+            return -value + enc_pair_lam * game.distance(z, z_hat), (enc_state, value)
 
         return _apply_encoder_grads(state, loss_fn)
 
@@ -172,22 +179,17 @@ def make_train_step(
         return new, value, optax.tree.norm(grads)
 
     def decoder_step(state: CTRLState, x, labels):
-        if code_lam:
-            z, _, codes = _run_codes(encoder, state.enc_params, state.enc_state, x)
-        else:
-            z, _ = apply_model(encoder, state.enc_params, state.enc_state, x)
+        z, codes, _ = encode_with_codes(encoder, state.enc_params, state.enc_state, x)
         z = jax.lax.stop_gradient(z)
 
         def loss_fn(dec_params):
             x_hat, dec_state = apply_model(decoder, dec_params, state.dec_state, z)
-            if code_lam:
-                z_hat, _, codes_hat = _run_codes(encoder, state.enc_params, state.enc_state, x_hat)
-                code = code_distance(codes, codes_hat)
-            else:
-                z_hat, _ = apply_model(encoder, state.enc_params, state.enc_state, x_hat)
-                code = jnp.zeros((), jnp.float32)
-            value, distance = objective(z, z_hat, labels)
-            loss = value + pair_lam * distance + code_lam * code
+            z_hat, codes_hat, _ = encode_with_codes(
+                encoder, state.enc_params, state.enc_state, x_hat
+            )
+            value, distance = game.value(z, z_hat, labels), game.distance(z, z_hat)
+            code = code_distance(codes, codes_hat) if game.code_lam else jnp.zeros((), jnp.float32)
+            loss = value + game.pair_lam * distance + game.code_lam * code
             return loss, (dec_state, x_hat, value, distance, code)
 
         (_, (dec_state, x_hat, value, distance, code)), grads = jax.value_and_grad(
@@ -200,12 +202,13 @@ def make_train_step(
         return new, value, distance, jnp.mean(jnp.square(x_hat - x)), code, grad_norm
 
     def train_step(state: CTRLState, batch: dict[str, jax.Array]):
-        x, labels = to_symmetric(batch["image"], info), batch["label"]
-        for _ in range(n_inner):
-            if warmup_steps:
+        x, labels = batch["image"], batch["label"]
+        for _ in range(game.n_inner):
+            if game.warmup_steps:
                 state, t_enc, enc_grad_norm = jax.lax.cond(
-                    state.step < warmup_steps, warmup_encoder_step, encoder_step, state, x, labels
-                )
+                    state.step < game.warmup_steps, warmup_encoder_step, encoder_step, state, x,
+                    labels,
+                )  # fmt: skip
             else:
                 state, t_enc, enc_grad_norm = encoder_step(state, x, labels)
         state, t_dec, distance, mse, code, dec_grad_norm = decoder_step(state, x, labels)
@@ -227,13 +230,9 @@ def make_train_step(
 
 
 def config_train_step(config: Any, info, encoder, decoder, tx_enc, tx_dec):
-    """The train step ``config.ctrl`` describes (the one :func:`train_and_evaluate` runs)."""
-    c = config.ctrl
-    return make_train_step(
-        encoder, decoder, tx_enc, tx_dec, objective_fn(config, info.num_classes), c.n_inner, info,
-        pair_lam=c.pair_lam, pair_players=c.pair_players, code_lam=c.code_lam,
-        warmup_steps=c.get("warmup_steps", 0), num_classes=info.num_classes, eps_sq=c.eps_sq,
-    )  # fmt: skip
+    """The train step ``config.ctrl`` describes (the one :func:`train_and_evaluate` runs), on
+    batches of ``[-1, 1]`` images."""
+    return make_train_step(encoder, decoder, tx_enc, tx_dec, game_of(config, info.num_classes))
 
 
 def train_and_evaluate(
@@ -260,11 +259,13 @@ def make_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
     learning_rate, tx_enc, tx_dec = make_optimizers(config, info)
     train_input = inputs.training_input(config, info, workdir)  # on device when it fits
     has_validation = info.num_validation > 0
+    step = config_train_step(config, info, encoder, decoder, tx_enc, tx_dec)
     return loop.Task(
         init_state=make_init_state(encoder, decoder, tx_enc, tx_dec, info.image_shape),
-        train_step=config_train_step(config, info, encoder, decoder, tx_enc, tx_dec),
-        train_batches=train_input.train_batches,
-        train_arrays=train_input.train_arrays,
+        train_step=inputs.fed(step, train_input, pixels.symmetric_from_unit),
+        train_feeds=train_input.feeds,
+        resident=train_input.resident,
+        steps_per_feed=train_input.steps_per_feed,
         evaluate=make_evaluate(config, info, make_closed_loop(encoder, decoder), workdir),
         num_train_steps=total,
         examples_per_step=config.batch_size,

@@ -6,15 +6,15 @@ Per run, in ``workdir``: ``checkpoints/`` (Orbax), ``tensorboard/``, ``metrics.j
 
 * The state is initialised by a jitted ``init_state`` with replicated ``out_shardings`` (from
   ``jax.eval_shape``) or, when ``checkpoints/`` has one, restored from the latest checkpoint.
-* ``train_step(state, batch)`` is jitted over the ``'data'`` mesh with the state donated.
-* Input. The host batches come from a background thread (:class:`parallel.Prefetcher`) that reads
-  them and transfers them to the devices ``PREFETCH`` steps ahead, so the loop only dispatches.
-  With ``Task.train_arrays`` (small data sets, :mod:`sdnet_jax.data.on_device`) the training split
-  is placed on the devices once, sharded over ``'data'``; the host then feeds only the row
-  indices of the examples, for ``steps_per_feed`` steps at a time, and the jitted step gathers
-  and augments its batch itself (most steps transfer nothing).
-  Nothing in the step path waits on the devices: no ``device_get``, ``block_until_ready`` or
-  host collective per step.
+* ``train_step(state, resident, feed)`` is jitted over the ``'data'`` mesh with the state donated.
+* Input. A task's ``train_feeds`` come from a background thread (:class:`parallel.Prefetcher`)
+  that reads them and transfers them to the devices ``PREFETCH`` feeds ahead, so the loop only
+  dispatches; a feed covers ``steps_per_feed`` steps (its arrays' leading axis; axis 1, the
+  batch, is sharded over ``'data'``). ``Task.resident`` arrays are placed on every device once.
+  The task's step turns ``(resident, feed, step)`` into its batch inside the jitted program
+  (gather, augmentation, pixel range: the data layer's business, not the loop's), so most steps
+  transfer nothing. Nothing in the step path waits on the devices: no ``device_get``,
+  ``block_until_ready`` or host collective per step.
 * Checkpoints every ``checkpoint_every_steps``, at every evaluation (with the validation metrics, so
   the best one is kept), at the end, and on SIGTERM/SIGINT — after which the loop stops cleanly; a
   restart with the same ``workdir`` resumes from the newest readable checkpoint and, since the input
@@ -47,7 +47,6 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from sdnet_jax.data import on_device
 from sdnet_jax.errors import NonFiniteError
 from sdnet_jax.runtime import checkpoint, metrics, parallel
 
@@ -61,11 +60,13 @@ class Task:
 
     Attributes:
       init_state: ``key -> state`` (pure; the state is a pytree with an integer ``step`` field).
-      train_step: ``(state, global batch) -> (state, metrics)`` (pure; jitted here). The metrics
-        are scalars and include the loss(es) and gradient norm(s): all of them are checked for
+      train_step: ``(state, resident, feed) -> (state, metrics)`` (pure; jitted here): one step on
+        the batch the feed and the resident arrays give for ``state.step``. The metrics are
+        scalars and include the loss(es) and gradient norm(s): all of them are checked for
         finiteness.
-      train_batches: ``start_step -> iterator`` over this process's slices of the global batches
-        (with ``train_arrays``: of the per-step feeds that ``train_arrays.make_batch`` reads).
+      train_feeds: ``start_step -> iterator`` over this process's feeds, from the one covering
+        ``start_step``; each array of a feed has a leading axis of ``steps_per_feed`` steps and a
+        batch axis (axis 1) sharded over the devices.
       evaluate: ``(state, split) -> {name: float}`` for ``'validation'`` / ``'test'``.
       num_train_steps: total steps.
       examples_per_step: global batch size (for throughput).
@@ -73,14 +74,14 @@ class Task:
       eval_splits: splits evaluated at the end; the first one is also evaluated periodically.
       summaries: optional ``state -> {name: HWC image in [0, 1]}`` written at each evaluation.
       learning_rate: optional ``step -> lr`` for logging.
-      train_arrays: optional training split to hold on the devices; then the batch given to
-        ``train_step`` is ``train_arrays.make_batch(arrays, feed)``, computed inside the jitted
-        step from the device arrays and the feed of ``train_batches``.
+      resident: host arrays placed once on every device (replicated) and passed to every step.
+      steps_per_feed: the steps one feed covers (the loop takes a new feed when
+        ``step % steps_per_feed == 0``).
     """
 
     init_state: Callable[[jax.Array], State]
-    train_step: Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]
-    train_batches: Callable[[int], Iterator[Batch]]
+    train_step: Callable[..., tuple[State, dict[str, jax.Array]]]
+    train_feeds: Callable[[int], Iterator[Batch]]
     evaluate: Callable[[State, str], dict[str, float]]
     num_train_steps: int
     examples_per_step: int
@@ -88,7 +89,8 @@ class Task:
     eval_splits: tuple[str, ...] = ("validation", "test")
     summaries: Callable[[State], dict[str, np.ndarray]] | None = None
     learning_rate: Callable[[int], Any] | None = None
-    train_arrays: on_device.TrainArrays | None = None
+    resident: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    steps_per_feed: int = 1
 
 
 PREFETCH = 2  # batches (or feeds) read and transferred ahead of the steps that use them
@@ -100,6 +102,7 @@ class _StopSignal:
 
     def __init__(self, deadline: float | None = None):
         self.requested = False
+        self.signum = 0  # the signal received (0: none, or the deadline)
         self.deadline = deadline  # a time.monotonic() value; reaching it is a request to stop
         self._previous = {}
 
@@ -111,7 +114,7 @@ class _StopSignal:
 
     def _handle(self, signum, frame):
         logging.warning("received signal %d: checkpointing and stopping", signum)
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -124,8 +127,12 @@ class _StopSignal:
             self.requested = True
         if jax.process_count() == 1:
             return self.requested
-        flags = multihost_utils.process_allgather(np.array(self.requested))
-        return bool(np.any(flags))
+        # each process's signal (-1: asked to stop without one): every process learns both
+        mine = np.array(self.signum or (-1 if self.requested else 0), np.int32)
+        signals = np.asarray(multihost_utils.process_allgather(mine))
+        self.signum = int(signals.max()) if signals.max() > 0 else self.signum
+        self.requested = bool(np.any(signals != 0))
+        return self.requested
 
 
 def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +160,9 @@ def run(
     it (time-boxed benchmarks; several processes agree on the step at the log cadence).
 
     Returns the results dict also written to ``workdir/results.json`` (``{'interrupted': True,
-    'step': ...}`` when the run stopped early).
+    'step': ..., 'signal': ...}`` when the run stopped early: the signal's number, 0 for the
+    deadline or ``stop_after_steps``). A run that has nothing left to do (restarted after its
+    last step, its ``results.json`` written) returns those results without evaluating again.
     """
     metrics.quiet_library_logs()
     workdir = os.path.abspath(workdir)
@@ -181,11 +190,17 @@ def run(
         state = restored[1]
     start_step = int(jax.device_get(state.step))
     total = task.num_train_steps
-    device_arrays = place_train_arrays(task, mesh)
+    finished = _finished_results(workdir, start_step, total)
+    if finished is not None:
+        logging.info("%s finished at step %d already: nothing to do", workdir, start_step)
+        manager.close()
+        writer.close()
+        return finished
+    device_arrays = place_resident(task, mesh)
     program = compile_program(task, mesh, state_sharding)
-    feed_sharding, steps_per_feed = program.feed_sharding, program.steps_per_feed
+    feed_sharding, steps_per_feed = program.feed_sharding, task.steps_per_feed
     batches = parallel.Prefetcher(
-        task.train_batches(start_step), mesh, size=PREFETCH, sharding=feed_sharding
+        task.train_feeds(start_step), mesh, size=PREFETCH, sharding=feed_sharding
     )
     feed = None
     throughput = metrics.Throughput(start_step, total, task.examples_per_step)
@@ -233,7 +248,7 @@ def run(
         manager.wait_until_finished()
         writer.close()
         logging.info("stopped at step %d; rerun with the same workdir to resume", step)
-        return {"interrupted": True, "step": step}
+        return {"interrupted": True, "step": step, "signal": stop.signum}
 
     results = _final_evaluation(task, state, manager, writer, step, shapes, state_sharding)
     manager.wait_until_finished()
@@ -250,57 +265,46 @@ class Program:
     """The loop's jitted step for one task on one mesh (:func:`compile_program`).
 
     Attributes:
-      step: ``(state, acc, arrays, feed) -> (state, acc)``, jitted with the state replicated and
-        donated, the feed sharded over ``'data'``: one train step whose metrics are added to the
-        on-device accumulator (the non-finite guard included).
-      step_fn: ``(state, arrays, feed) -> (state, metrics)``, the task's step with its input
-        (jitted; ``step`` calls it, so its trace is shared).
-      feed_sharding: how a host batch (its leading axis) or a feed of row indices (its axis 1)
-        is placed.
-      steps_per_feed: the steps one item of ``task.train_batches`` covers.
-      replicated: the mesh's replicated sharding (of the state and the accumulator).
+      step: ``(state, acc, resident, feed) -> (state, acc)``, jitted with the state replicated
+        and donated, the feed's axis 1 sharded over ``'data'``: one train step whose metrics are
+        added to the on-device accumulator (the non-finite guard included).
+      step_fn: the task's ``train_step``, jitted (``step`` calls it, so its trace is shared).
+      feed_sharding: how a feed is placed (its axis 1 over ``'data'``).
+      replicated: the mesh's replicated sharding (the resident arrays, the accumulator).
     """
 
     step: Callable
     step_fn: Callable
     feed_sharding: NamedSharding
-    steps_per_feed: int
     replicated: NamedSharding
 
-    def accumulator(self, state: State, arrays: dict[str, jax.Array], feed: Any):
+    def accumulator(self, state: State, resident: dict[str, jax.Array], feed: Any):
         """``() -> acc``, jitted: the empty accumulator of the metrics ``step_fn`` returns for
         these inputs' shapes (their names come from one abstract trace of the step)."""
-        shapes = jax.eval_shape(self.step_fn, state, arrays, feed)[1]
+        shapes = jax.eval_shape(self.step_fn, state, resident, feed)[1]
         return jax.jit(_accumulator(shapes), out_shardings=self.replicated)
 
 
-def place_train_arrays(task: Task, mesh) -> dict[str, jax.Array]:
-    """``task.train_arrays`` on the devices, sharded by rows over ``'data'`` (``{}`` without)."""
-    if task.train_arrays is None:
-        return {}
-    return {k: parallel.shard_rows(v, mesh) for k, v in task.train_arrays.arrays.items()}
+def place_resident(task: Task, mesh) -> dict[str, jax.Array]:
+    """``task.resident`` on every device of ``mesh`` (replicated)."""
+    return {k: jax.device_put(v, parallel.replicated(mesh)) for k, v in task.resident.items()}
 
 
 def compile_program(task: Task, mesh, state_sharding: Any) -> Program:
     """The jitted step :func:`run` runs, for ``task`` on ``mesh`` (benchmarks time the same
     program back to back to measure what the loop costs beyond it)."""
-    # a host batch is sharded along its leading axis, a feed of row indices along its axis 1
-    feed_sharding = parallel.batch_sharded(mesh)
-    steps_per_feed = 1
-    if task.train_arrays is not None:
-        feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
-        steps_per_feed = task.train_arrays.steps_per_feed
+    feed_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
     # jitted inside the accumulating step too: the trace that gives the metrics' names
     # (Program.accumulator) is reused there instead of tracing the model twice
-    step_fn = jax.jit(_with_input(task.train_step, task.train_arrays, mesh))
+    step_fn = jax.jit(task.train_step)
     replicated = parallel.replicated(mesh)
     step = jax.jit(
         _accumulating(step_fn),
-        in_shardings=(state_sharding, replicated, parallel.batch_sharded(mesh), feed_sharding),
+        in_shardings=(state_sharding, replicated, replicated, feed_sharding),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0, 1),
     )
-    return Program(step, step_fn, feed_sharding, steps_per_feed, replicated)
+    return Program(step, step_fn, feed_sharding, replicated)
 
 
 def run_with_config(
@@ -328,6 +332,21 @@ def run_with_config(
     )
 
 
+def _finished_results(workdir: str, step: int, total: int) -> dict[str, Any] | None:
+    """The results of a run restored at its last step whose ``results.json`` was written."""
+    path = os.path.join(workdir, "results.json")
+    results = None
+    if step >= total and os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+        if results.get("final", {}).get("step") != step:
+            results = None
+    if jax.process_count() > 1:  # every process evaluates, or none (process 0 wrote the file)
+        found = multihost_utils.process_allgather(np.array(results is not None))
+        results = results if bool(np.all(found)) else None
+    return results
+
+
 def _accumulator(metric_shapes: dict[str, Any]):
     """``() -> acc``: the empty on-device accumulator of metrics named as ``metric_shapes``:
     ``sum`` (float32 per metric), ``count``, ``first_bad`` (the first step whose metrics were not
@@ -346,13 +365,13 @@ def _accumulator(metric_shapes: dict[str, Any]):
 
 
 def _accumulating(step_fn):
-    """``(state, acc, arrays, feed) -> (state, acc)``: one step of ``step_fn`` whose metrics are
+    """``(state, acc, resident, feed) -> (state, acc)``: one step of ``step_fn`` whose metrics are
     added to the accumulator (:func:`_accumulator`) on device, with the non-finite guard: whether
     every metric the step returns is finite, and the first step where one was not."""
 
-    def step(state, acc, arrays, feed):
+    def step(state, acc, resident, feed):
         number = jnp.asarray(state.step, jnp.int32) + 1
-        state, values = step_fn(state, arrays, feed)
+        state, values = step_fn(state, resident, feed)
         finite = {k: jnp.all(jnp.isfinite(v)) for k, v in values.items()}
         first = (acc["first_bad"] < 0) & ~jnp.all(jnp.stack(list(finite.values())))
         return state, {
@@ -361,21 +380,6 @@ def _accumulating(step_fn):
             "first_bad": jnp.where(first, number, acc["first_bad"]),
             "bad": {k: jnp.where(first, ~finite[k], acc["bad"][k]) for k in values},
         }
-
-    return step
-
-
-def _with_input(train_step, train_arrays: on_device.TrainArrays | None, mesh):
-    """``(state, arrays, feed) -> train_step(state, batch)``: the batch is the feed itself (host
-    pipeline) or, with ``train_arrays``, gathered and augmented from the device arrays here,
-    inside the jitted step, and constrained to the batch sharding."""
-
-    def step(state, arrays, feed):
-        if train_arrays is None:
-            return train_step(state, feed)
-        batch = train_arrays.make_batch(arrays, feed, state.step)
-        batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharded(mesh))
-        return train_step(state, batch)
 
     return step
 

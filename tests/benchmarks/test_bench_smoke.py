@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import backprop_memory, layer_cost, model_cost, report
+from benchmarks import backprop_memory, layer_cost, loop_overhead, model_cost, report
 
 pytestmark = pytest.mark.slow  # the benchmark scripts
 
@@ -74,3 +74,20 @@ def test_solver_accuracy_and_report(tmp_path):
     assert "**Solver time-to-accuracy**" in text
     assert "**Backprop memory vs K**" in text and "**Layer cost**" not in text
     assert text.count("\n| ours ") == 2
+
+
+def test_loop_overhead(tmp_path):
+    out = tmp_path / "loop_overhead.json"
+    args = ["--datasets", "digits", "--augments", "cifar", "--batch", "16", "--seconds", "0.2"]
+    args += ["--host-steps", "12", "--device-steps", "24", "--repeats", "1", "--json", str(out)]
+    result = loop_overhead.main(args)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    (host,) = result["host"]
+    for key in ("grain_0_workers_examples_per_s", "grain_2_workers_examples_per_s",
+                "device_path_host_examples_per_s", "in_step_input_cifar_examples_per_s"):  # fmt: skip
+        assert math.isfinite(host[key]) and host[key] > 0, key
+    (row,) = result["loop"]
+    for key in ("bare_steps_per_s", "bare_with_input_steps_per_s", "loop_host_ratio",
+                "loop_device_ratio", "loop_device_vs_bare_with_input"):  # fmt: skip
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert "| digits | cifar |" in loop_overhead.markdown(result, ["cifar"])

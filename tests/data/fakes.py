@@ -269,9 +269,3 @@ def multiset(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
         image.tobytes() + int(label).to_bytes(2, "little")
         for image, label in zip(images, labels, strict=True)
     )
-
-
-def unnormalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """Inverse of the pipeline's normalisation, back to uint8."""
-    raw = (images * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255.0
-    return np.round(raw).astype(np.uint8)

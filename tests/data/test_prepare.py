@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sdnet_jax.data import augment, builders, datasets, on_device, prepare
+from sdnet_jax.data import builders, datasets, decode, prepare
 from sdnet_jax.data import input_pipeline as ip
 from tests.data import fakes
+from tests.data.test_input_pipeline import global_batches
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,28 +53,15 @@ def test_fashion_mnist_round_trip(fashion_mnist_dir):
 
     # Test split: every example exactly once, bit-exact, with its label.
     test = _all_eval("fashion_mnist", "test", data_dir, batch=8, validation_size=10)
-    got = fakes.unnormalize(test["image"], info.mean, info.std)[..., 0]
+    got = test["image"][..., 0]
     assert fakes.multiset(got, test["label"]) == fakes.multiset(test_images, test_labels)
 
-    # Train split = one wrap-around epoch of train_iterator (50 = 5 x 10) + validation.
-    train_iter = ip.train_iterator(
-        "fashion_mnist",
-        data_dir=data_dir,
-        global_batch_size=10,
-        seed=3,
-        augment="none",
-        validation_size=10,
-        process_index=0,
-        process_count=1,
-    )
-    epoch = [next(train_iter) for _ in range(5)]
-    images = np.concatenate([b["image"] for b in epoch])
-    labels = np.concatenate([b["label"] for b in epoch])
-    assert images.dtype == np.float32 and labels.dtype == np.int32
+    # Train split (in order) + validation = the written train split.
+    train = _all_eval("fashion_mnist", "train", data_dir, batch=8, validation_size=10)
+    assert train["image"].dtype == np.uint8 and train["label"].dtype == np.int32
     validation = _all_eval("fashion_mnist", "validation", data_dir, batch=4, validation_size=10)
-    got = np.concatenate([images, validation["image"]])
-    got = fakes.unnormalize(got, info.mean, info.std)[..., 0]
-    got_labels = np.concatenate([labels, validation["label"]])
+    got = np.concatenate([train["image"], validation["image"]])[..., 0]
+    got_labels = np.concatenate([train["label"], validation["label"]])
     assert fakes.multiset(got, got_labels) == fakes.multiset(train_images, train_labels)
 
 
@@ -97,7 +85,7 @@ def test_cifar10_round_trip(cifar10_dir):
     assert (info.num_train, info.num_validation, info.num_test) == (20, 0, 6)
     assert info.image_shape == (32, 32, 3)
     test = _all_eval("cifar10", "test", data_dir, batch=4, validation_size=0)
-    got = fakes.unnormalize(test["image"], info.mean, info.std)
+    got = test["image"]
     assert fakes.multiset(got, test["label"]) == fakes.multiset(*cifar10_dir.written["test"])
 
     source = tfds.data_source("cifar10", split="train", data_dir=data_dir)
@@ -149,18 +137,11 @@ def test_imagenet2012_round_trip(tmp_path):
 
     info = ip.get_info("imagenet2012", data_dir=os.fspath(data_dir), validation_size=1)
     assert (info.num_train, info.num_validation, info.num_test) == (3, 1, 3)
-    batch = next(
-        ip.train_iterator(
-            "imagenet2012",
-            data_dir=os.fspath(data_dir),
-            global_batch_size=2,
-            seed=0,
-            augment="imagenet",
-            validation_size=1,
-            process_index=0,
-            process_count=1,
-        )
-    )
+    train_input = ip.train_input(
+        "imagenet2012", data_dir=os.fspath(data_dir), validation_size=1, image_size=None,
+        global_batch_size=2, seed=0, augment="imagenet", pipeline="host",
+    )  # fmt: skip
+    (batch,) = global_batches(train_input, 0, 1)
     assert batch["image"].shape == (2, 224, 224, 3)
     test = _all_eval("imagenet2012", "test", os.fspath(data_dir), batch=2, validation_size=1)
     assert test["image"].shape == (3, 224, 224, 3)
@@ -175,20 +156,14 @@ def test_cifar10_corrupted_round_trip(tmp_path):
     info = ip.get_info(name, data_dir=os.fspath(data_dir), validation_size=0.1)
     assert (info.num_train, info.num_validation, info.num_test) == (0, 0, 6)
     test = _all_eval(name, "test", os.fspath(data_dir), batch=4, validation_size=0)
-    got = fakes.unnormalize(test["image"], info.mean, info.std)
+    got = test["image"]
     labels = np.load(manual_dir / "CIFAR-10-C" / "labels.npy")[:6]
     assert fakes.multiset(got, test["label"]) == fakes.multiset(images[2], labels)
     with pytest.raises(ValueError, match="no training split"):
-        ip.train_iterator(
-            name,
-            data_dir=os.fspath(data_dir),
-            global_batch_size=2,
-            seed=0,
-            augment="none",
-            validation_size=0,
-            process_count=1,
-            process_index=0,
-        )
+        ip.train_input(
+            name, data_dir=os.fspath(data_dir), validation_size=0, image_size=None,
+            global_batch_size=2, seed=0, augment="none",
+        )  # fmt: skip
 
 
 def _read_split(name: str, split: str, data_dir) -> list[dict]:
@@ -214,7 +189,7 @@ def test_stl10_round_trip(tmp_path):
     assert (info.num_classes, info.image_shape) == (10, (96, 96, 3))
     assert (info.num_train, info.num_validation, info.num_test) == (4, 2, 4)
     test = _all_eval("stl10", "test", os.fspath(data_dir), batch=3, validation_size=2)
-    got = fakes.unnormalize(test["image"], info.mean, info.std)
+    got = test["image"]
     assert fakes.multiset(got, test["label"]) == fakes.multiset(*written["test"])
 
 
@@ -275,11 +250,11 @@ def test_celeb_a_round_trip(tmp_path, optional_files):
         process_index=0, process_count=1, image_size=64,
     )  # fmt: skip
     (batch,) = list(batches)
-    got = fakes.unnormalize(batch["image"], info.mean, info.std)
+    got = batch["image"]
     tests = [w for w in written.values() if w["split"] == "test"]
     assert sorted(batch["label"].tolist()) == sorted(int(w["attributes"]["Male"]) for w in tests)
     source = tfds.data_source("celeb_a", split="test", data_dir=data_dir)
-    expected = [augment.center_crop_resize(source[i]["image"], 64) for i in range(2)]
+    expected = [decode.center_crop_resize(source[i]["image"], 64) for i in range(2)]
     np.testing.assert_array_equal(got, np.stack(expected))
 
 
@@ -339,11 +314,12 @@ def test_read_idx_rejects_non_idx(tmp_path):
 
 def _batches(name: str, data_dir: str) -> dict[str, np.ndarray]:
     """Three training batches (augmented), and the validation and test splits."""
-    train = ip.train_iterator(
-        name, data_dir=data_dir, global_batch_size=8, seed=5, augment="cifar",
-        validation_size=10, process_index=0, process_count=1,
+    train_input = ip.train_input(
+        name, data_dir=data_dir, validation_size=10, image_size=None, global_batch_size=8,
+        seed=5, augment="cifar", pipeline="device",
     )  # fmt: skip
-    out = {f"train{i}_{k}": v for i in range(3) for k, v in next(train).items()}
+    out = {f"train{i}_{k}": v for i, b in enumerate(global_batches(train_input, 0, 3))
+           for k, v in b.items()}  # fmt: skip
     for split in ("validation", "test"):
         out.update({f"{split}_{k}": v for k, v in _all_eval(name, split, data_dir, 8, 10).items()})
     return out
@@ -365,7 +341,6 @@ def test_arrays_format_reads_like_the_tfds_files_and_alone(fashion_mnist_dir, tm
     assert got.keys() == expected.keys()
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    assert on_device.default_cache_dir("fashion_mnist", data_dir) == folder
 
     with open(os.path.join(folder, "test.npz"), "wb") as f:
         f.write(b"not an npz")

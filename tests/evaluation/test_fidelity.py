@@ -14,7 +14,7 @@ from skimage.metrics import structural_similarity
 
 from benchmarks import ctrl_evaluate, ctrl_transfer
 from sdnet_jax import runs
-from sdnet_jax.data import input_pipeline
+from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.evaluation import fidelity
 from sdnet_jax.train import ctrl
 from tests.helpers import data_context, load_config
@@ -144,13 +144,12 @@ def test_ctrl_evaluation_reports_the_classifier_on_x_and_x_hat(resnet_dir, tmp_p
         assert final[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     for key in ("classifier_accuracy_x", "classifier_accuracy_x_hat", "classifier_agreement"):
         assert 0.0 <= final[key] <= 1.0, key
-    info = input_pipeline.get_info("digits", data_dir=None, validation_size=32)
     xs, ys = [], []
     for batch in input_pipeline.eval_iterator(
         "digits", "test", global_batch_size=16, data_dir=None, validation_size=32
     ):
         keep = np.asarray(batch["mask"], bool)
-        xs.append(np.asarray(runs.ctrl.to_symmetric(jnp.asarray(batch["image"]), info))[keep])
+        xs.append(np.asarray(pixels.symmetric_from_uint8(jnp.asarray(batch["image"])))[keep])
         ys.append(np.asarray(batch["label"])[keep])
     x, y = np.concatenate(xs)[:32], np.concatenate(ys)[:32]
     predicted = np.argmax(fidelity.load_classifier(resnet_dir)(x), axis=-1)

@@ -99,7 +99,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     straight, resumed = os.fspath(tmp_path / "straight"), os.fspath(tmp_path / "resumed")
     classifier.train_and_evaluate(config, straight)
     first = classifier.train_and_evaluate(config, resumed, stop_after_steps=3)
-    assert first == {"interrupted": True, "step": 3}
+    assert first == {"interrupted": True, "step": 3, "signal": 0}
     assert not os.path.exists(os.path.join(resumed, "results.json"))
     second = classifier.train_and_evaluate(config, resumed)
     assert second["final"]["step"] == 6
@@ -134,7 +134,9 @@ def test_sigterm_leaves_a_restorable_checkpoint_and_half_written_ones_are_skippe
     wait_for_metric_lines(proc, workdir, 3, timeout=240)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 128 + signal.SIGTERM, out  # not 0: the run did not finish
+    (line,) = [x for x in out.splitlines() if x.startswith("FATAL")]
+    assert line.startswith("FATAL run interrupted: stopped by SIGTERM at step "), line
     steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit())
     assert steps and steps[-1] >= 3, out
     stopped = steps[-1]

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import jax
 import numpy as np
 import pytest
 
 from benchmarks import ctrl_transfer
-from sdnet_jax import runs
+from sdnet_jax import cli, runs
 from sdnet_jax.errors import NonFiniteError, RunError
 from sdnet_jax.evaluation import robustness
 from sdnet_jax.train import classifier, ctrl
@@ -21,7 +24,8 @@ from tests.helpers import ROOT, TINY_MODEL_FLAGS, digits_smoke, load_config
 
 
 def _run(args: list[str], cwd: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)  # the `configs` package, from another directory
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the installed package; `configs` found from --config's path
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -170,5 +174,80 @@ def test_entrypoints_print_one_line_for_a_missing_workdir(tmp_path):
     proc = _run(["sdnet_jax.evaluate", "--workdir=missing"], cwd=os.fspath(tmp_path))
     line = _fatal_line(proc)
     assert line.startswith("FATAL run error: workdir ") and str(tmp_path / "missing") in line
-    proc = _run(["benchmarks.ctrl_transfer", "missing", "digits"], cwd=os.fspath(tmp_path))
+    proc = _run(["benchmarks.ctrl_transfer", f"{tmp_path}/missing", "digits"], cwd=ROOT)
     assert _fatal_line(proc).startswith("FATAL run error: workdir ")
+
+
+@pytest.mark.slow  # subprocesses
+def test_entrypoint_mistakes_are_one_line_each(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    cases = [  # (command, cwd, the line's start, what it must name)
+        (["sdnet_jax.evaluate", f"--workdir={tmp_path}", "--config.eval.max_exmples=100"], tmp_path,
+         "FATAL Flags parsing error:", "max_examples"),
+        (["sdnet_jax.main", "--config=configs/digit_sdnet.py", f"--workdir={tmp_path}/w"], ROOT,
+         "FATAL Flags parsing error:", "configs/digit_sdnet.py"),
+        (["sdnet_jax.main", "--config=configs/digits_sdnet.py", f"--workdir={afile}"], ROOT,
+         f"FATAL run error: --workdir {afile} is a file", "folder"),
+        (["sdnet_jax.evaluate", f"--workdir={afile}"], tmp_path,
+         f"FATAL run error: --workdir {afile} is a file", "folder"),
+    ]  # fmt: skip
+    for command, cwd, start, named in cases:
+        line = _fatal_line(_run(command, cwd=os.fspath(cwd)))
+        assert line.startswith(start) and named in line, (command, line)
+    assert not (tmp_path / "w").exists()
+
+
+def test_interrupted_run_exits_with_the_signal_status(tmp_path, capsys):
+    """SIGINT during a run: a checkpoint, the signal in the results, and the entrypoint's exit
+    status 130 (128 + SIGINT) with one line, so `&&` chains and schedulers see it unfinished."""
+    workdir = os.fspath(tmp_path)
+    config = digits_smoke(num_train_steps=10**6, log_every_steps=1, **{"model.width": 4})
+
+    def interrupt_after_the_first_log_line():
+        path = os.path.join(workdir, "metrics.jsonl")
+        while not (os.path.exists(path) and open(path).read().strip()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_the_first_log_line, daemon=True).start()
+    results = classifier.train_and_evaluate(config, workdir)
+    assert results["interrupted"] and results["signal"] == signal.SIGINT
+    assert max(_checkpoints(workdir)) == results["step"]
+    with pytest.raises(SystemExit) as exited:
+        cli.exit_interrupted(results)
+    assert exited.value.code == 130
+    line = capsys.readouterr().err.strip()
+    assert line == (f"FATAL run interrupted: stopped by SIGINT at step {results['step']} and "
+                    "checkpointed; rerun the same command to resume.")  # fmt: skip
+
+
+def test_rerunning_a_finished_run_records_nothing_again_and_old_configs_open(tmp_path):
+    workdir = os.fspath(tmp_path)
+    config = digits_smoke(num_train_steps=2, **{"model.width": 4})
+    first = classifier.train_and_evaluate(config, workdir)
+    records = open(os.path.join(workdir, "metrics.jsonl")).read()
+    again = classifier.train_and_evaluate(config, workdir)
+    assert again == json.loads(json.dumps(first))
+    assert open(os.path.join(workdir, "metrics.jsonl")).read() == records  # no second record
+    config.num_train_steps = 3  # more steps asked: it trains on
+    assert classifier.train_and_evaluate(config, workdir)["final"]["step"] == 3
+
+    # the same run as saved before the fields of runs.common.ADDED_FIELDS existed: it opens, and
+    # those fields read as what reproduces how it trained
+    path = os.path.join(workdir, "config.json")
+    saved = json.load(open(path))
+    removed = []
+    for key, value in runs.common.ADDED_FIELDS.items():  # those at the value that replaces them
+        section, field = key.split(".")
+        if saved.get(section, {}).get(field, "absent") == json.loads(json.dumps(value)):
+            del saved[section][field]
+            removed.append(key)
+    assert {"data.pipeline", "data.cache_dir", "optim.warmup_steps"} <= set(removed)
+    json.dump(saved, open(path, "w"))
+    opened, _, state, _ = runs.load_classifier(workdir, which="latest")
+    assert int(state.step) == 3
+    for key in removed:
+        section, field = key.split(".")
+        assert opened[section][field] == runs.common.ADDED_FIELDS[key], key
+    assert "ctrl" not in opened  # only the sections a run has

@@ -31,12 +31,14 @@ def test_device_grain_and_host_paths_follow_the_same_trajectory(tmp_path):
         workdir = os.fspath(tmp_path / pipeline)
         train_input = inputs.training_input(config, classifier.validate_config(config), workdir)
         assert train_input.pipeline == pipeline
-        assert (train_input.train_arrays is None) == (pipeline != "device")
+        assert bool(train_input.resident) == (pipeline == "device")
         classifier.train_and_evaluate(config, workdir)
         losses[pipeline] = _losses(workdir)
     assert len(losses["device"]) == 3
+    # the same batches (made on the devices, in Grain's worker processes, in this process): the
+    # same program for Grain with or without workers; the device path's program gathers first
+    assert losses["grain"] == losses["host"]
     np.testing.assert_allclose(losses["device"], losses["host"], rtol=1e-5)
-    assert losses["grain"] == losses["host"]  # the same batches, made in worker processes
 
 
 def test_auto_puts_digits_on_the_device(tmp_path):
@@ -47,29 +49,34 @@ def test_auto_puts_digits_on_the_device(tmp_path):
 
 
 GLOBAL_BATCH = """
-import sys
-import time
+import re, sys
 sys.path.insert(0, {root!r})
-import itertools, jax, numpy as np
-from sdnet_jax.data import on_device
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from sdnet_jax.data import input_pipeline
 from sdnet_jax.runtime import parallel
 mesh = parallel.data_mesh()
-arrays = on_device.train_arrays("digits", data_dir=None, validation_size=200, image_size=None,
-                                seed=7, augment="cifar", cache_dir=None)
-placed = {{k: parallel.shard_rows(v, mesh) for k, v in arrays.arrays.items()}}
-assert placed["image"].sharding.num_devices == jax.device_count()
-make = jax.jit(arrays.make_batch, out_shardings=parallel.batch_sharded(mesh))
-feeds = on_device.feed_iterator(len(arrays.arrays["label"]), global_batch_size=32, seed=7,
-                                start_step=38)
-sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
-feed = parallel.shard_batch(next(feeds), mesh, sharding)
-out = [make(placed, feed, step) for step in (38, 39, 40)]
-np.savez(sys.argv[1], devices=jax.device_count(),
+train_input = input_pipeline.train_input(
+    "digits", data_dir=None, validation_size=200, image_size=None, global_batch_size=32, seed=7,
+    augment="cifar", pipeline="device")
+replicated, feeds = parallel.replicated(mesh), NamedSharding(mesh, PartitionSpec(None, "data"))
+resident = {{k: jax.device_put(v, replicated) for k, v in train_input.resident.items()}}
+make = jax.jit(train_input.batch, in_shardings=(replicated, feeds, None),
+               out_shardings=parallel.batch_sharded(mesh))
+feed = parallel.shard_batch(next(train_input.feeds(38)), mesh, feeds)
+out = [make(resident, feed, step) for step in (38, 39, 40)]
+hlo = make.lower(resident, feed, 38).compile().as_text()
+collectives = re.findall(r"= (\\S+) (all-gather|all-reduce|all-to-all|collective-permute|"
+                         r"reduce-scatter)[-a-z]*\\(", hlo)
+np.savez(sys.argv[1], devices=jax.device_count(), collectives=repr(collectives),
          **{{f"{{k}}{{i}}": np.asarray(b[k]) for i, b in enumerate(out) for k in b}})
 """
 
 
-def test_global_batch_is_the_same_on_one_and_eight_devices(tmp_path):
+def test_global_batch_is_the_same_on_one_and_eight_devices_and_moves_no_images(tmp_path):
+    """The step's gather and augmentation give the same global batch on 1 and 8 devices, and on
+    8 the compiled program holds no collective: the split is on every device and each gathers
+    its own rows (sharding it by rows made XLA all-reduce the whole global batch)."""
     saved = {}
     for devices in (1, 8):
         path = os.fspath(tmp_path / f"d{devices}.npz")
@@ -83,6 +90,7 @@ def test_global_batch_is_the_same_on_one_and_eight_devices(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         saved[devices] = dict(np.load(path))
         assert int(saved[devices].pop("devices")) == devices
+        assert str(saved[devices].pop("collectives")) == "[]", devices
     assert saved[1].keys() == saved[8].keys() and len(saved[1]) == 6
     for key in saved[1]:
         np.testing.assert_array_equal(saved[8][key], saved[1][key])
@@ -152,7 +160,7 @@ def test_a_deadline_stops_the_run_like_a_preemption_and_it_resumes(tmp_path):
     workdir = os.fspath(tmp_path)
     # a deadline already past: the first step ends after it, so the run stops there, saved
     stopped = classifier.train_and_evaluate(config, workdir, deadline=time.monotonic())
-    assert stopped == {"interrupted": True, "step": 1}
+    assert stopped == {"interrupted": True, "step": 1, "signal": 0}  # no signal: the deadline
     assert not os.path.exists(os.path.join(workdir, "results.json"))
     finished = classifier.train_and_evaluate(config, workdir)
     assert finished["final"]["step"] == 4

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from sdnet_jax.data import datasets
-from sdnet_jax.data.builders.common import KeyedExamples, _missing
+from sdnet_jax.data.builders.common import KeyedExamples, missing
 
 # --------------------------------------------------------------------------- CelebA
 
@@ -99,7 +99,7 @@ class CelebA(_TfdsCelebA, skip_registration=True):
         elif os.path.isfile(archive):
             paths["images"] = archive
         else:
-            raise _missing("celeb_a", manual_dir, f"{CELEBA_IMAGES_ZIP} or {CELEBA_IMAGES_FOLDER}/")
+            raise missing("celeb_a", manual_dir, f"{CELEBA_IMAGES_ZIP} or {CELEBA_IMAGES_FOLDER}/")
         for key, filename, required in (
             ("partition", CELEBA_PARTITION, True),
             ("attributes", CELEBA_ATTRIBUTES, True),
@@ -110,7 +110,7 @@ class CelebA(_TfdsCelebA, skip_registration=True):
             if os.path.isfile(path):
                 paths[key] = path
             elif required:
-                raise _missing("celeb_a", manual_dir, filename)
+                raise missing("celeb_a", manual_dir, filename)
         return paths
 
     def _split_generators(self, dl_manager: Any) -> dict[str, KeyedExamples]:

@@ -25,11 +25,11 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _missing(name: str, manual_dir: str, what: str) -> FileNotFoundError:
+def missing(name: str, manual_dir: str, what: str) -> FileNotFoundError:
     return FileNotFoundError(f"{name}: {what} not found in manual_dir {manual_dir!r}")
 
 
-def _tar_files(path_or_fileobj: str | io.BytesIO) -> Iterator[tuple[str, bytes]]:
+def tar_files(path_or_fileobj: str | io.BytesIO) -> Iterator[tuple[str, bytes]]:
     """``(base name, bytes)`` of the regular files of a tar, streamed in archive order."""
     kwargs = (
         {"fileobj": path_or_fileobj}

@@ -14,8 +14,8 @@ from sdnet_jax.data import datasets
 from sdnet_jax.data.builders.common import (
     Example,
     KeyedExamples,
-    _missing,
-    _tar_files,
+    missing,
+    tar_files,
 )
 
 # --------------------------------------------------------------------------- ImageNet 2012
@@ -65,9 +65,7 @@ class Imagenet2012(_TfdsImagenet, skip_registration=True):
         }
         paths = {split: path for split, path in paths.items() if os.path.isfile(path)}
         if not paths:
-            raise _missing(
-                "imagenet2012", manual_dir, f"{IMAGENET_TRAIN_TAR} or {IMAGENET_VAL_TAR}"
-            )
+            raise missing("imagenet2012", manual_dir, f"{IMAGENET_TRAIN_TAR} or {IMAGENET_VAL_TAR}")
         return paths
 
     def _split_generators(self, dl_manager: Any) -> dict[str, KeyedExamples]:
@@ -83,12 +81,12 @@ class Imagenet2012(_TfdsImagenet, skip_registration=True):
     def _generate_examples(
         self, path: str, validation_labels: dict[str, str] | None
     ) -> KeyedExamples:
-        for filename, data in _tar_files(path):
+        for filename, data in tar_files(path):
             if validation_labels is not None:  # a flat archive of JPEGs
                 yield filename, self._record(filename, data, validation_labels[filename])
                 continue
             synset = filename.removesuffix(".tar")  # the train archive holds one tar per synset
-            for image_name, image in _tar_files(io.BytesIO(data)):
+            for image_name, image in tar_files(io.BytesIO(data)):
                 yield image_name, self._record(image_name, image, synset)
 
     @staticmethod

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sdnet_jax.data import datasets
-from sdnet_jax.data.builders.common import KeyedExamples, _missing, png_bytes
+from sdnet_jax.data.builders.common import KeyedExamples, missing, png_bytes
 
 # --------------------------------------------------------------------------- Fashion-MNIST
 
@@ -44,7 +44,7 @@ def _find_idx(manual_dir: str, stem: str) -> str:
         path = os.path.join(manual_dir, filename)
         if os.path.isfile(path):
             return path
-    raise _missing("fashion_mnist", manual_dir, f"{stem}.gz (or {stem})")
+    raise missing("fashion_mnist", manual_dir, f"{stem}.gz (or {stem})")
 
 
 _TfdsFashionMnist = tfds.builder_cls("fashion_mnist")
@@ -218,7 +218,7 @@ def _cifar10c_loader(manual_dir: str) -> Callable[[str], np.ndarray]:
                 return np.load(io.BytesIO(f.read()))
 
         return load
-    raise _missing("cifar10_corrupted", manual_dir, f"{CIFAR10C_ARCHIVE} or {CIFAR10C_FOLDER}/")
+    raise missing("cifar10_corrupted", manual_dir, f"{CIFAR10C_ARCHIVE} or {CIFAR10C_FOLDER}/")
 
 
 _TfdsCifar10Corrupted = tfds.builder_cls("cifar10_corrupted")

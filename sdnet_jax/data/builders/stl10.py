@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from sdnet_jax.data import datasets
-from sdnet_jax.data.builders.common import KeyedExamples, _missing, png_bytes
+from sdnet_jax.data.builders.common import KeyedExamples, missing, png_bytes
 
 # --------------------------------------------------------------------------- STL-10
 
@@ -47,9 +47,9 @@ class Stl10Files:
             for images, labels in (_STL10_SPLITS["train"], _STL10_SPLITS["test"]):
                 for filename in (images, labels):
                     if not os.path.isfile(os.path.join(self.folder, filename)):
-                        raise _missing("stl10", manual_dir, f"{STL10_FOLDER}/{filename}")
+                        raise missing("stl10", manual_dir, f"{STL10_FOLDER}/{filename}")
         elif not os.path.isfile(self.archive):
-            raise _missing("stl10", manual_dir, f"{STL10_ARCHIVE} or {STL10_FOLDER}/")
+            raise missing("stl10", manual_dir, f"{STL10_ARCHIVE} or {STL10_FOLDER}/")
 
     def has(self, filename: str) -> bool:
         """Whether ``filename`` is there (always true for the archive, which is not scanned: the
@@ -108,9 +108,7 @@ class Stl10(_TfdsStl10, skip_registration=True):
             if files.has(images):
                 generators[split] = self._generate_examples(files, images, labels)
             elif split != "unlabelled":
-                raise _missing(
-                    "stl10", os.fspath(dl_manager.manual_dir), f"{STL10_FOLDER}/{images}"
-                )
+                raise missing("stl10", os.fspath(dl_manager.manual_dir), f"{STL10_FOLDER}/{images}")
         return generators
 
     def _generate_examples(

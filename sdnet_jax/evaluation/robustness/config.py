@@ -16,8 +16,8 @@ SCOPES = ("stem", "all")
 NORMS = ("linf", "l2")
 STATS = ("recon_error", "l1", "nonzero_fraction")
 STEM = "stem_csc"
-_PGD_TAG = 7919  # keeps the PGD random starts apart from the corruption noise
-_CACHE_BYTES = 2**31  # host-side cache of a split's batches up to this size
+PGD_TAG = 7919  # keeps the PGD random starts apart from the corruption noise
+CACHE_BYTES = 2**31  # host-side cache of a split's batches up to this size
 
 Cell = tuple[str, int]
 """``(corruption, severity)``, or ``('clean', 0)``."""

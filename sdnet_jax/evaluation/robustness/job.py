@@ -19,9 +19,9 @@ from sdnet_jax.evaluation.robustness.sweeps import (
     AdaptiveRule,
     SplitBatches,
     Sweep,
-    _log,
     cells_of,
     fit_adaptive_rule,
+    log,
     run_adaptive,
     run_pgd,
     run_sweep,
@@ -72,7 +72,7 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
     test = SplitBatches(
         config, "test", batch_size=e.batch_size, max_examples=e.max_examples, data_dir=data_dir
     )
-    _log(
+    log(
         "robustness of %s (step %d) on %d test examples",
         workdir,
         int(state.step),
@@ -139,7 +139,7 @@ def evaluate_checkpoint(workdir: str, eval_config: ml_collections.ConfigDict) ->
         write_report(report, output_dir)
         if e.plots:
             write_plots(report, output_dir)
-        _log("wrote %s", output_dir)
+        log("wrote %s", output_dir)
     return report
 
 

@@ -16,9 +16,14 @@ import optax
 
 from sdnet_jax.data import corruptions as corruptions_lib
 from sdnet_jax.data import input_pipeline
-from sdnet_jax.data.pixels import normalised_from_unit, unit_from_normalised
+from sdnet_jax.data.pixels import (
+    normalised_from_uint8,
+    normalised_from_unit,
+    unit_from_normalised,
+    unit_from_uint8,
+)
 from sdnet_jax.evaluation.masked import masked_sums
-from sdnet_jax.evaluation.robustness.config import _PGD_TAG, CLEAN, STEM, Cell
+from sdnet_jax.evaluation.robustness.config import CLEAN, PGD_TAG, STEM, Cell
 
 
 def corrupt_normalised(
@@ -153,7 +158,9 @@ class Evaluator:
         def prepare(
             images: jax.Array, batch_index: Any, corruption_index: Any, severity: Any
         ) -> jax.Array:
-            """The cell's (normalised) images; the clean branch returns them unchanged."""
+            """The cell's normalised images from the stored uint8 ones; the clean branch only
+            normalises them."""
+            images = normalised_from_uint8(images, mean, std)
             key = jax.random.fold_in(jax.random.fold_in(base_key, corruption_index), batch_index)
             branches = [lambda x, k, s: x] + [
                 functools.partial(corrupt_normalised, name=n, mean=mean, std=std, table=table)
@@ -204,7 +211,7 @@ class Evaluator:
             norm: str,
         ) -> dict[str, jax.Array]:
             variables = {"params": params, **model_state}
-            pixels = unit_from_normalised(batch["image"], mean, std)
+            pixels = unit_from_uint8(batch["image"])
 
             def loss_fn(x: jax.Array) -> jax.Array:
                 logits = model.apply(
@@ -220,7 +227,7 @@ class Evaluator:
 
             delta = jnp.zeros_like(pixels)
             if random_start:
-                key = jax.random.fold_in(jax.random.fold_in(base_key, _PGD_TAG), batch_index)
+                key = jax.random.fold_in(jax.random.fold_in(base_key, PGD_TAG), batch_index)
                 delta = pgd_random_start(key, pixels.shape, eps, norm)
             delta = pgd_project(delta, pixels, eps, norm)
 

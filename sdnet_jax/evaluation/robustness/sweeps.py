@@ -16,7 +16,7 @@ from absl import logging
 
 from sdnet_jax.data import input_pipeline
 from sdnet_jax.evaluation import masked
-from sdnet_jax.evaluation.robustness.config import _CACHE_BYTES, CLEAN, Batch, Cell
+from sdnet_jax.evaluation.robustness.config import CACHE_BYTES, CLEAN, Batch, Cell
 from sdnet_jax.evaluation.robustness.programs import Evaluator
 from sdnet_jax.runs import TrainState, data_source
 from sdnet_jax.runtime import parallel
@@ -47,7 +47,7 @@ class SplitBatches:
         batch_bytes = 4 * batch_size * math.prod(info.image_shape)
         num_batches = math.ceil(self.num_examples / batch_size)
         self._cache: list[Batch] | None = None
-        if num_batches * batch_bytes <= _CACHE_BYTES:
+        if num_batches * batch_bytes <= CACHE_BYTES:
             self._cache = list(self._read())
 
     def _read(self) -> Iterator[Batch]:
@@ -89,7 +89,7 @@ def _one_pass(
     return masked.means(masked.accumulate(outputs))
 
 
-def _log(message: str, *args: Any) -> None:
+def log(message: str, *args: Any) -> None:
     if parallel.is_main_process():
         logging.info(message, *args)
 
@@ -149,7 +149,7 @@ def run_sweep(
             )
             records.append({"corruption": cell[0], "severity": cell[1], "lam": lam, **metrics})
             done += 1
-        _log(
+        log(
             "%s sweep %d/%d  %s/%d  accuracy(λ)=%s  (%.0fs)",
             batches.split, done, total, cell[0], cell[1],
             [round(r["accuracy"], 3) for r in records[-len(lams):]],
@@ -264,7 +264,7 @@ def run_adaptive(
         )
         metrics["mean_lam"] = metrics.pop("lam")
         records.append({"corruption": cell[0], "severity": cell[1], **metrics})
-        _log("adaptive λ  %s/%d  accuracy=%.3f", cell[0], cell[1], metrics["accuracy"])
+        log("adaptive λ  %s/%d  accuracy=%.3f", cell[0], cell[1], metrics["accuracy"])
     return records
 
 
@@ -297,7 +297,7 @@ def run_pgd(
                     norm=norm,
                 )
                 records.append({"norm": norm, "epsilon": float(eps), "lam": lam, **metrics})
-                _log(
+                log(
                     "PGD %s  λ=%s  ε=%.4g  accuracy=%.3f",
                     norm, "default" if lam is None else lam, eps, metrics["accuracy"],
                 )  # fmt: skip

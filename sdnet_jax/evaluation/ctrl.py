@@ -13,9 +13,17 @@ import numpy as np
 
 from sdnet_jax import ops
 from sdnet_jax.data import input_pipeline, pixels
-from sdnet_jax.evaluation import feature_nets, fidelity, figures, frechet, reconstruction, subspace
+from sdnet_jax.evaluation import (
+    feature_nets,
+    fidelity,
+    figures,
+    frechet,
+    heldout,
+    reconstruction,
+    subspace,
+)
 from sdnet_jax.runs import ctrl as runs_ctrl
-from sdnet_jax.runs.common import data_source
+from sdnet_jax.runs.common import data_source, train_classes
 from sdnet_jax.runtime import parallel
 from sdnet_jax.viz import atom_grid
 
@@ -28,7 +36,7 @@ def _feature_net(config: Any):
 
 def _fidelity_classifier(config: Any):
     """The classifier of ``config.eval.fidelity_classifier_workdir`` (``None`` when unset)."""
-    workdir = config.eval.get("fidelity_classifier_workdir", "")
+    workdir = config.eval.fidelity_classifier_workdir
     if not workdir:
         return None
     return fidelity.load_classifier(workdir, data_dir=config.data.data_dir or None)
@@ -39,6 +47,7 @@ def make_evaluate(config, info, closed_loop, workdir: str):
     data = config.data
     feature_net = _feature_net(config)
     classifier = _fidelity_classifier(config)
+    seen_classes = train_classes(data)  # None: trained on every class
     mesh = parallel.data_mesh()
     num_classes = info.num_classes
 
@@ -87,6 +96,18 @@ def make_evaluate(config, info, closed_loop, workdir: str):
         )
         distance = frechet.frechet_feature_distance(feature_net, [x], [x_hat])
         results[distance["key"]] = float(distance["value"])
+        unseen = None
+        if seen_classes is not None:  # trained on some classes: seen_ / unseen_ metrics
+            results.update(heldout.seen_unseen_metrics(
+                x, x_hat, y, x_train.mean(axis=0), seen_classes, classifier))  # fmt: skip
+            seen, unseen = np.isin(y, seen_classes), ~np.isin(y, seen_classes)
+            if seen.any():  # the subspaces are fit on the seen classes: unseen are never right
+                results["seen_nearest_subspace_accuracy"] = float(
+                    subspace.nearest_subspace_accuracy(
+                        z_train, y_train, z[seen], y[seen], num_classes,
+                        config.eval.subspace_components,
+                    )
+                )  # fmt: skip
         if parallel.is_main_process():
             step = int(jax.device_get(state.step))
             out = os.path.join(workdir, "images")
@@ -94,6 +115,11 @@ def make_evaluate(config, info, closed_loop, workdir: str):
             figures.save_reconstruction_grid(
                 os.path.join(out, f"{split}_reconstruction_{step}.png"), x, x_hat
             )
+            if unseen is not None and unseen.any():
+                figures.save_reconstruction_grid(
+                    os.path.join(out, f"{split}_unseen_reconstruction_{step}.png"),
+                    x[unseen], x_hat[unseen],
+                )  # fmt: skip
             figures.save_cosine_heatmap(os.path.join(out, f"{split}_cosine_{step}.png"), z, y)
             figures.save_atom_grid(
                 os.path.join(out, f"encoder_atoms_{step}.png"), jax.device_get(state.enc_params)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from benchmarks import ctrl_evaluate, ctrl_transfer
+from benchmarks import classifier_blur, ctrl_evaluate, ctrl_transfer
 from sdnet_jax import runs
 from sdnet_jax.data import input_pipeline, pixels
 from sdnet_jax.evaluation import fidelity
@@ -174,3 +174,18 @@ def test_fidelity_classifier_of_another_data_set_is_a_clear_error(resnet_dir, tm
     config.eval.fidelity_classifier_workdir = os.fspath(tmp_path / "missing")
     with data_context(config), pytest.raises(ValueError, match="fidelity_classifier_workdir"):
         ctrl.validate_config(config)
+
+
+def test_classifier_blur_benchmark(resnet_dir):
+    """The blur yardstick: σ = 0 is the classifier's accuracy on X itself; blurring lowers PSNR
+    and SSIM; a constant image is unchanged by the blur."""
+    flat = np.full((2, 6, 6, 1), 0.3, np.float32)
+    np.testing.assert_allclose(classifier_blur.blur(flat, 1.5), flat, atol=1e-6)
+    rows = classifier_blur.main([resnet_dir, "--sigmas", "0,1", "--max_examples", "32"])
+    sharp, blurred = rows
+    assert sharp["psnr"] == np.inf and sharp["accuracy_ratio"] == 1.0
+    assert sharp["ssim"] == pytest.approx(1.0, abs=1e-5)
+    assert np.isfinite(blurred["psnr"]) and blurred["ssim"] < 0.99
+    assert json.load(open(os.path.join(resnet_dir, "blur.json")))["rows"] == rows
+    with pytest.raises(ValueError, match="sigmas"):
+        classifier_blur.main([resnet_dir, "--sigmas", "-1"])

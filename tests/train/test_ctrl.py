@@ -437,6 +437,7 @@ def test_small_batch_configs_use_the_small_batch_recipe(name):
     c = config.ctrl
     assert config.batch_size <= 512 and c.objective == "multiclass"
     assert c.warmup_steps > 0
-    for key, value in ctrl_base.small_batch_recipe(c.warmup_steps).items():
+    assert c.eps_sq == (2.0 if name.startswith("ctrl_fashion_mnist") else 0.5)  # issue 25
+    for key, value in ctrl_base.small_batch_recipe(c.warmup_steps, c.eps_sq).items():
         section, field = key.split("__")
         assert config[section][field] == value, key

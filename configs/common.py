@@ -41,6 +41,9 @@ def base(task: str, model: str, dataset: str) -> ml_collections.ConfigDict:
     # writable ('' = <workdir>/data_cache)
     c.data.cache_dir = ""
     c.data.validation_size = 5000  # held out of train for model selection; test reported at the end
+    # '' = every class; '0,1,2,3,4,5,6,7': train (and validate) on those classes only, the test
+    # split stays whole (CTRL then reports seen_ / unseen_ metrics: evaluation.heldout)
+    c.data.train_classes = ""
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "sgd"
     c.optim.lr = 0.1

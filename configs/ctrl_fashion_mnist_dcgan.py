@@ -8,5 +8,5 @@ def get_config(arg=None):
     return ctrl_base.config(
         "fashion_mnist", "dcgan", arg, model__channels=(32, 64), batch_size=256, num_epochs=2.0,
         data__validation_size=5000, log_every_steps=20, eval_every_steps=215,
-        checkpoint_every_steps=100, **ctrl_base.small_batch_recipe(warmup_steps=150),
+        checkpoint_every_steps=100, **ctrl_base.small_batch_recipe(warmup_steps=300, eps_sq=2.0),
     )  # fmt: skip

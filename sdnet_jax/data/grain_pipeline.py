@@ -14,7 +14,7 @@ in the train step (:mod:`sdnet_jax.data.augment`) on whatever loader delivered t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,10 @@ class _Example:
 
     Picklable (the data source is opened lazily in each worker, not pickled)."""
 
-    def __init__(self, name, data_dir, validation_size, image_size, batch, seed, start, lo, hi):  # fmt: skip
+    def __init__(self, name, data_dir, validation_size, image_size, batch, seed, start, lo, hi,
+                 train_classes=None):  # fmt: skip
         self.args = dict(name=name, data_dir=data_dir, validation_size=validation_size)
+        self.train_classes = train_classes
         self.image_size, self.batch, self.seed = image_size, batch, seed
         self.start, self.lo, self.hi = start, lo, hi
         self._opened = None
@@ -41,7 +43,9 @@ class _Example:
 
     def _open(self):
         if self._opened is None:
-            splits = datasets.open_splits(self.args["name"], self.args["data_dir"])
+            splits = datasets.open_splits(
+                self.args["name"], self.args["data_dir"], self.train_classes
+            )
             train_indices, _ = sampling.train_validation_indices(
                 len(splits.train), self.args["validation_size"]
             )
@@ -83,10 +87,12 @@ def train_iterator(
     image_size: int | None = None,
     num_workers: int = DEFAULT_WORKERS,
     prefetch: int = 2,
+    train_classes: Sequence[int] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """This process's feeds from ``start_step`` (see the module docstring), made by
-    ``num_workers`` worker processes (0: in this process), each ``prefetch`` batches ahead.
-    Arguments are checked (and the data opened) when called."""
+    ``num_workers`` worker processes (0: in this process), each ``prefetch`` batches ahead;
+    ``train_classes``: only those classes' examples (:func:`datasets.open_splits`). Arguments are
+    checked (and the data opened) when called."""
     import grain  # imported here: only this loader needs it
     from absl import flags
 
@@ -99,12 +105,13 @@ def train_iterator(
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     lo, hi = sampling.process_slice(global_batch_size, process_index, process_count)
-    splits = datasets.open_splits(name, data_dir)  # fail here, in the caller, when missing
+    splits = datasets.open_splits(name, data_dir, train_classes)  # fail here, when missing
     if splits.train is None:
         raise ValueError(f"{name!r} has no training split (it is an evaluation-only data set)")
     example = _Example(
         name, None if data_dir is None else os.fspath(data_dir), validation_size, image_size,
         global_batch_size, int(seed) % 2**64, start_step, lo, hi,
+        None if train_classes is None else tuple(train_classes),
     )  # fmt: skip
     dataset = (
         grain.MapDataset.range(0, _LENGTH)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -78,16 +78,18 @@ class DatasetInfo:
 
 def get_info(
     name: str, *, data_dir: PathLike | None, validation_size: int | float,
-    image_size: int | None = None,
+    image_size: int | None = None, train_classes: Sequence[int] | None = None,
 ) -> DatasetInfo:  # fmt: skip
     """Constants and split sizes of ``name`` (``'base'`` or ``'cifar10_corrupted/<config>'``).
 
-    ``image_shape`` is ``(image_size, image_size, C)`` when ``image_size`` is given. Opens the
-    data (a file check, nothing compiled): raises :class:`DatasetNotFoundError` when it is not
-    prepared in ``data_dir``, ``ValueError`` for unknown names or a bad ``image_size``.
+    ``image_shape`` is ``(image_size, image_size, C)`` when ``image_size`` is given;
+    ``train_classes`` restricts the training and validation splits to those classes
+    (:func:`datasets.open_splits`; ``num_classes`` stays the data set's). Opens the data (a file
+    check, nothing compiled): raises :class:`DatasetNotFoundError` when it is not prepared in
+    ``data_dir``, ``ValueError`` for unknown names or a bad ``image_size``.
     """
     image_size = decode.check_image_size(image_size)
-    splits = datasets.open_splits(name, data_dir)
+    splits = datasets.open_splits(name, data_dir, train_classes)
     num_train = num_validation = 0
     if splits.train is not None:  # evaluation-only sets ignore validation_size
         num_validation = sampling.num_validation_examples(len(splits.train), validation_size)
@@ -176,21 +178,26 @@ def train_input(
     pipeline: str = "auto",
     cache_dir: str | None = None,
     num_workers: int = grain_pipeline.DEFAULT_WORKERS,
+    train_classes: Sequence[int] | None = None,
 ) -> TrainInput:
     """The training input of ``name`` through the loader ``pipeline`` chooses (:func:`choose`).
 
     The device loader caches the decoded split in the data set's TFDS folder when writable,
     else in ``cache_dir`` (``None``: no cache); Grain uses ``num_workers`` processes (``'host'``:
-    none). Arguments are checked and the data opened when called; the device loader decodes (or
-    loads its cache) here.
+    none). ``train_classes``: only those classes' examples (:func:`datasets.open_splits`).
+    Arguments are checked and the data opened when called; the device loader decodes (or loads its
+    cache) here.
     """
     augment_lib.check_augment(augment)
     seed = int(seed) % 2**64
-    info = get_info(name, data_dir=data_dir, validation_size=validation_size, image_size=image_size)
+    source = dict(
+        data_dir=data_dir, validation_size=validation_size, image_size=image_size,
+        train_classes=train_classes,
+    )  # fmt: skip
+    info = get_info(name, **source)
     if info.num_train == 0:
         raise ValueError(f"{name!r} has no training split (it is an evaluation-only data set)")
     chosen = choose(pipeline, info)
-    source = dict(data_dir=data_dir, validation_size=validation_size, image_size=image_size)
     if chosen in ("grain", "host"):
         workers = 0 if chosen == "host" else num_workers
 
@@ -228,17 +235,19 @@ def eval_iterator(
     process_index: int | None = None,
     process_count: int | None = None,
     image_size: int | None = None,
+    train_classes: Sequence[int] | None = None,
 ) -> Iterator[Batch]:
     """One pass over ``split`` (``'validation'``, ``'test'``, or ``'train'``: the training split
     in order, e.g. to fit a probe on training features) in fixed-shape, masked batches of
     stored images: ``ceil(n / global_batch_size)`` batches on every process; over all batches
-    and processes each example appears exactly once with ``mask == 1``. Arguments are checked
-    (and the data opened) when called."""
+    and processes each example appears exactly once with ``mask == 1``. ``train_classes``
+    restricts ``'train'`` and ``'validation'`` (not ``'test'``) to those classes. Arguments are
+    checked (and the data opened) when called."""
     image_size = decode.check_image_size(image_size)
     if split not in EVAL_SPLITS:
         raise ValueError(f"unknown split {split!r}; one of {EVAL_SPLITS}")
     lo, hi = sampling.process_slice(global_batch_size, process_index, process_count)
-    splits = datasets.open_splits(name, data_dir)
+    splits = datasets.open_splits(name, data_dir, train_classes)
     if split == "test":
         source, indices = splits.test, np.arange(len(splits.test))
     else:

@@ -22,7 +22,7 @@ import hashlib
 import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -56,10 +56,17 @@ def cache_folder(
 
 
 def cache_path(
-    cache_dir: str, name: str, validation_size: int | float, image_size: int | None
+    cache_dir: str,
+    name: str,
+    validation_size: int | float,
+    image_size: int | None,
+    train_classes: Sequence[int] | None = None,
 ) -> str:
-    """The ``.npz`` file holding the decoded training split of ``name`` in ``cache_dir``."""
+    """The ``.npz`` file holding the decoded training split of ``name`` (of ``train_classes``
+    only, when given) in ``cache_dir``."""
     key = f"{name}|{validation_size!r}|{image_size}|{CACHE_FORMAT}"
+    if train_classes is not None:
+        key += "|classes=" + ",".join(str(int(c)) for c in sorted(train_classes))
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return os.path.join(cache_dir, f"sdnet_jax_train_uint8_{digest}.npz")
 
@@ -99,20 +106,24 @@ def load_train_arrays(
     validation_size: int | float,
     image_size: int | None = None,
     cache_dir: str | None = None,
+    train_classes: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(images uint8 (N, H, W, C), labels int32 (N,))``: the training split (validation held
     out) as stored images, in :func:`sampling.train_validation_indices` order. Read from /
     written to an ``.npz`` in ``cache_dir`` when given (written atomically, so concurrent
-    processes and interrupted runs never leave a partial file)."""
+    processes and interrupted runs never leave a partial file). ``train_classes``: only those
+    classes' examples (:func:`datasets.open_splits`), cached under their own name."""
     image_size = decode.check_image_size(image_size)
-    path = None if cache_dir is None else cache_path(cache_dir, name, validation_size, image_size)
+    path = None
+    if cache_dir is not None:
+        path = cache_path(cache_dir, name, validation_size, image_size, train_classes)
     if path is not None and os.path.exists(path):
         try:
             with np.load(path) as cached:
                 return cached["image"], cached["label"]
         except (OSError, ValueError, KeyError):
             pass  # unreadable: decode again and overwrite it
-    splits = datasets.open_splits(name, data_dir)
+    splits = datasets.open_splits(name, data_dir, train_classes)
     if splits.train is None:
         raise ValueError(f"{name!r} has no training split (it is an evaluation-only data set)")
     train_indices, _ = sampling.train_validation_indices(len(splits.train), validation_size)

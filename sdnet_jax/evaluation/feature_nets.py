@@ -176,6 +176,7 @@ class ClassifierFeatures:
         self.dataset = str(info.name)
         self.step = int(jax.device_get(state.step))
         self.image_shape = tuple(int(n) for n in info.image_shape)
+        self.num_classes = int(info.num_classes)
         self.resize = bool(resize)
         self.batch_size = int(batch_size)
         self.name = f"classifier({self.model_name}@{self.dataset}, step={self.step}, penultimate)"
@@ -184,7 +185,7 @@ class ClassifierFeatures:
         std = jnp.asarray(info.std, jnp.float32)
         h, w, c = self.image_shape
 
-        def features(variables: Any, x: jax.Array) -> jax.Array:
+        def apply(variables: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
             x = pixels.unit_from_symmetric(x.astype(jnp.float32))
             x = pixels.to_shape(x, (h, w, c)) if self.resize else pixels.to_channels(x, c)
             x = pixels.normalised_from_unit(x, mean, std)
@@ -196,19 +197,25 @@ class ClassifierFeatures:
                 return next_fun(*args, **kwargs)
 
             with nn.intercept_methods(interceptor):
-                model.apply(variables, x, train=False)
+                logits = model.apply(variables, x, train=False)
             if len(captured) != 1:
                 raise RuntimeError(
                     f"expected one call of the classifier's 'head' Dense, saw {len(captured)}."
                 )
-            return captured[0].astype(jnp.float32)
+            return captured[0].astype(jnp.float32), logits.astype(jnp.float32)
 
-        self._features = jax.jit(features)
+        self._apply = jax.jit(apply)
 
     def __call__(self, images: Any) -> np.ndarray:
         """``(N, H, W, C)`` images in [-1, 1] → ``(N, k)`` float64 penultimate features."""
         x = _check_images(images)
-        return _batched(lambda b: self._features(self._variables, b), x, self.batch_size)
+        return _batched(lambda b: self._apply(self._variables, b)[0], x, self.batch_size)
+
+    def logits(self, images: Any) -> np.ndarray:
+        """``(N, H, W, C)`` images in [-1, 1] → ``(N, num_classes)`` float64 logits (the same
+        input mapping as the features; the classifier's prediction is their argmax)."""
+        x = _check_images(images)
+        return _batched(lambda b: self._apply(self._variables, b)[1], x, self.batch_size)
 
     def __repr__(self) -> str:
         return self.name

@@ -23,6 +23,7 @@ ADDED_FIELDS = {
     "data.image_size": 0,
     "data.pipeline": "auto",
     "data.cache_dir": "",
+    "data.train_classes": "",
     "model.stage_sizes": (),
     "model.stem_width": 0,
     "optim.warmup_steps": 0,
@@ -31,6 +32,7 @@ ADDED_FIELDS = {
     "ctrl.warmup_steps": 0,
     "ctrl.code_lam": 0.0,
     "ctrl.pair_players": "both",
+    "eval.fidelity_classifier_workdir": "",
 }
 
 
@@ -44,14 +46,39 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     return config
 
 
+def train_classes(data: Any) -> tuple[int, ...] | None:
+    """``config.data.train_classes`` ('' = every class: ``None``), a string of comma-separated
+    class indices such as ``'0,1,2,3,4,5,6,7'``, as a sorted tuple; a ``ValueError`` naming the
+    field for anything else (their range is checked against the data set by the validation)."""
+    text = data.train_classes
+    field = "config.data.train_classes"
+    if not isinstance(text, str):
+        raise ValueError(
+            f"{field} must be a string of comma-separated class indices, got {text!r}."
+        )
+    if not text.strip():
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(
+            f"{field} must be comma-separated class indices like '0,1,2', got {text!r}."
+        )
+    values = [int(part) for part in parts]
+    if len(set(values)) != len(values):
+        raise ValueError(f"{field} names a class twice: {text!r}.")
+    return tuple(sorted(values))
+
+
 def data_source(data: Any) -> dict[str, Any]:
     """Keyword arguments locating ``config.data`` for ``input_pipeline`` (``get_info``, the
     training input and the evaluation batches): ``data_dir`` ('' = TFDS default),
-    ``validation_size`` and ``image_size`` (0 = native size)."""
+    ``validation_size``, ``image_size`` (0 = native size) and ``train_classes``
+    (:func:`train_classes`; ``None`` = all)."""
     return {
         "data_dir": data.data_dir or None,
         "validation_size": data.validation_size,
         "image_size": data.image_size or None,
+        "train_classes": train_classes(data),
     }
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import ml_collections
 
-from sdnet_jax import checks, models, ops
-from sdnet_jax.data import augment, input_pipeline
-from sdnet_jax.runs.common import DTYPES, data_source
-from sdnet_jax.runtime import optim, parallel
+from sdnet_jax import checks, errors, models, ops
+from sdnet_jax.data import augment, datasets, input_pipeline
+from sdnet_jax.runs.common import DTYPES, data_source, train_classes
+from sdnet_jax.runtime import checkpoint, optim, parallel
 
 OBJECTIVES = ("multiclass", "binary", "unsupervised")  # the CTRL game's value T
 PAIR_PLAYERS = ("both", "decoder")  # who reduces the CTRL sample-wise term pair_lam * D
@@ -87,6 +87,14 @@ def validate_data(d: Any) -> input_pipeline.DatasetInfo:
     checks.require(
         isinstance(d.cache_dir, str), f"config.data.cache_dir must be a path, got {d.cache_dir!r}."
     )
+    classes = train_classes(d)  # its syntax
+    if classes is not None:
+        num_classes = datasets.SPECS[d.name.split("/")[0]].num_classes
+        checks.require(
+            max(classes) < num_classes,
+            f"config.data.train_classes must name classes in [0, {num_classes}) of {d.name!r}, "
+            f"got {d.train_classes!r}.",
+        )
     info = input_pipeline.get_info(d.name, **data_source(d))
     input_pipeline.choose(d.pipeline, info)  # 'device' for a data set without training split
     return info
@@ -125,6 +133,25 @@ def validate_classifier(config: ml_collections.ConfigDict) -> input_pipeline.Dat
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
     return validate_data(config.data)
+
+
+def validate_fidelity_classifier(config: Any) -> None:
+    """``config.eval.fidelity_classifier_workdir`` ('' = none) must be a classifier run (with a
+    checkpoint) trained on ``config.data.name``'s data set: its classes are the labels' classes."""
+    workdir = config.eval.fidelity_classifier_workdir
+    if not workdir:
+        return
+    field = "config.eval.fidelity_classifier_workdir"
+    try:
+        saved = checkpoint.read_run_config(workdir, "classifier", command=f"name it in {field}")
+    except errors.RunError as err:
+        raise errors.ConfigError(f"{field}: {err}") from err
+    theirs, ours = saved.data.name.split("/")[0], config.data.name.split("/")[0]
+    checks.require(
+        theirs == ours,
+        f"{field} is a classifier of {saved.data.name!r}, but this run's data set is "
+        f"{config.data.name!r}: name a classifier trained on the same data set.",
+    )
 
 
 def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
@@ -184,6 +211,7 @@ def validate_ctrl(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
         config.eval.feature_net in ("random", "classifier"),
         "config.eval.feature_net: random|classifier",
     )
+    validate_fidelity_classifier(config)
     optim.validate(config.optim, "config.optim")
     validate_schedule(config)
     info = validate_data(config.data)

@@ -42,7 +42,8 @@ def _decode(images: np.ndarray) -> np.ndarray:
 def indexed(monkeypatch):
     """Replaces every data set by an indexed one: ``train`` of 100, ``test`` of 37 examples."""
 
-    def open_splits(name, data_dir):
+    def open_splits(name, data_dir, train_classes=None):
+        assert train_classes is None, "the indexed data sets have no class subsets"
         return datasets.Splits(name, _INDEXED_SPEC, _indexed_source(100), _indexed_source(37))
 
     monkeypatch.setattr(datasets, "open_splits", open_splits)

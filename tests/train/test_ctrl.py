@@ -345,6 +345,10 @@ def test_ctrl_resume_equals_uninterrupted(tmp_path):
         ("ctrl", "warmup_steps", -1),
         ("model", "name", "vae"),
         ("optim", "lr", -1.0),
+        ("data", "train_classes", "0,10"),  # digits has classes 0-9
+        ("data", "train_classes", "1,1"),
+        ("data", "train_classes", "0-7"),
+        ("eval", "fidelity_classifier_workdir", "/nonexistent/run"),
     ],
 )
 def test_bad_ctrl_config_is_a_clear_error(section, field, value, tmp_path):
@@ -352,6 +356,29 @@ def test_bad_ctrl_config_is_a_clear_error(section, field, value, tmp_path):
     config[section][field] = value
     with pytest.raises(ValueError, match=f"config.{section}.{field}".replace(".", r"\.")):
         ctrl.train_and_evaluate(config, os.fspath(tmp_path))
+
+
+def test_held_out_classes_run_reports_seen_and_unseen(tmp_path):
+    """Trained on digits 0-7: the test split's metrics split into seen_ (0-7) and unseen_ (8, 9)
+    on the first eval.max_examples test digits; validation (carved from the seen classes' training
+    split) has seen_ metrics only; the option is in the run's config; an unseen-class grid."""
+    config = load_config("ctrl_digits_csc", "smoke")
+    config.data.train_classes = "0,1,2,3,4,5,6,7"
+    results = ctrl.train_and_evaluate(config, os.fspath(tmp_path))["final"]
+    test, validation = results["test"], results["validation"]
+    labels = np.concatenate([
+        b["label"][b["mask"] > 0] for b in input_pipeline.eval_iterator(
+            "digits", "test", data_dir=None, global_batch_size=16, validation_size=32)
+    ])[: config.eval.max_examples]  # fmt: skip
+    assert test["unseen_num_examples"] == np.sum(labels >= 8) > 0
+    assert test["seen_num_examples"] == np.sum(labels < 8)
+    for key in ("psnr", "psnr_mean_image", "spread_x_hat", "spread_x", "ssim"):
+        assert np.isfinite(test[f"seen_{key}"]) and np.isfinite(test[f"unseen_{key}"]), key
+    assert 0 <= test["seen_nearest_subspace_accuracy"] <= 1
+    assert "seen_psnr" in validation and not any(k.startswith("unseen_") for k in validation)
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["data"]["train_classes"] == "0,1,2,3,4,5,6,7"
+    assert glob.glob(os.fspath(tmp_path / "images" / "test_unseen_reconstruction_2.png"))
 
 
 def test_transfer_reconstruction_on_an_unseen_data_set(tmp_path, fashion_mnist_dir):
@@ -402,13 +429,15 @@ def test_reference_recipe_configs_are_the_reference_recipe(model):
 
 
 @pytest.mark.parametrize(
-    "name", ["ctrl_digits_csc", "ctrl_fashion_mnist_csc", "ctrl_fashion_mnist_dcgan"]
+    "name",
+    ["ctrl_digits_csc", "ctrl_digits_dcgan", "ctrl_fashion_mnist_csc", "ctrl_fashion_mnist_dcgan"],
 )
 def test_small_batch_configs_use_the_small_batch_recipe(name):
     config = load_config(name, None)
     c = config.ctrl
     assert config.batch_size <= 512 and c.objective == "multiclass"
     assert c.warmup_steps > 0
-    for key, value in ctrl_base.small_batch_recipe(c.warmup_steps).items():
+    assert c.eps_sq == (2.0 if name.startswith("ctrl_fashion_mnist") else 0.5)  # issue 25
+    for key, value in ctrl_base.small_batch_recipe(c.warmup_steps, c.eps_sq).items():
         section, field = key.split("__")
         assert config[section][field] == value, key

@@ -87,6 +87,20 @@ def _robustness(r: dict[str, Any]) -> list[str]:
         if adaptive:
             lines.append("adaptive λ rule (fitted on validation), mean test accuracy: "
                          + ", ".join(f"{k} {_pct(v)} %" for k, v in adaptive.items()))  # fmt: skip
+        for name, run in m.get("sdnet_protocol", {}).items():
+            if run.get("status") != "done":
+                lines.append(f"SDNet's protocol, {name}: {run.get('status')}")
+                continue
+            lines.append(f"SDNet's protocol, {name}, mean over levels at the trained λ: "
+                         + ", ".join(f"{k} {_pct(v)} %" for k, v in run["trained_lam"].items()))  # fmt: skip
+            oracle = run.get("oracle_best_lam_on_test_labels")
+            if oracle:
+                lines.append("  oracle (best λ per level, chosen on the test labels): "
+                             + ", ".join(f"{k} {_pct(v)} %" for k, v in oracle.items()))  # fmt: skip
+            line = run.get("line_mean_test_accuracy_over_cells")
+            if line:
+                lines.append("  line fitted on validation, mean over all cells: "
+                             + ", ".join(f"{k} {_pct(v)} %" for k, v in line.items()))  # fmt: skip
         if m.get("pgd"):
             lines.append("PGD: " + ", ".join(
                 f"{p['norm']} ε={p['epsilon']:.3g} λ={_fmt(p['lam'])}: {_pct(p['accuracy'])} %"

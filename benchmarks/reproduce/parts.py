@@ -256,6 +256,56 @@ def _robustness_summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _sdnet_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """Mean test accuracy per noise family over its levels: at the trained λ, and for a CSC
+    model the oracle's (best λ per level, chosen on the test labels: labelled so) and the
+    line's (fitted on validation, applied per input) where it ran."""
+    trained: dict[str, list[float]] = {}
+    for r in report["records"]:
+        if r["lam"] is None:
+            trained.setdefault(r["noise"], []).append(r["accuracy"])
+    out: dict[str, Any] = {
+        "checkpoint_step": report["checkpoint_step"],
+        "bn_recalibration": report["bn_recalibration"],
+        "trained_lam": {k: float(np.mean(v)) for k, v in trained.items()},
+    }
+    if report.get("oracle"):
+        oracle: dict[str, list[float]] = {}
+        for r in report["oracle"]["rows"]:
+            oracle.setdefault(r["noise"], []).append(r["accuracy"])
+        out["oracle_best_lam_on_test_labels"] = {k: float(np.mean(v)) for k, v in oracle.items()}
+        out["oracle_best_lams"] = [
+            [r["noise"], r["level"], r["best_lam"]] for r in report["oracle"]["rows"]
+        ]
+    line = report.get("line") or {}
+    if "mean_test_accuracy" in line:
+        out["line_mean_test_accuracy_over_cells"] = line["mean_test_accuracy"]
+    return out
+
+
+def _sdnet_protocol(
+    workdir: str, scale: plan.Scale, deadline: float, last_wall: float
+) -> dict[str, Any]:
+    """SDNet's protocol on one classifier: with running batch-norm statistics, then, as time
+    allows, with the stem's batch norm re-estimated per (noise, level, λ) (for a ResNet the
+    control's baseline: what re-estimating the stem's statistics alone gives without a λ)."""
+    runs: dict[str, Any] = {}
+    variants = [("running_statistics", {"bn_recalibration_examples": 0})]
+    variants.append(("stem_bn_re_estimated", {"bn_recalibration_scope": "stem"}))
+    for name, fields in variants:
+        if _left(deadline) < last_wall:
+            runs[name] = {"status": "skipped: budget"}
+            continue
+        e = robustness.default_eval_config()
+        plan.set_fields(e, scale.sdnet_protocol, checkpoint="best", protocol="sdnet", **fields)
+        e.output_dir = os.path.join(workdir, f"sdnet_protocol_{name}")
+        start = time.perf_counter()
+        report = robustness.evaluate_checkpoint(workdir, e)
+        runs[name] = {"status": "done", "wall_s": time.perf_counter() - start,
+                      **_sdnet_summary(report)}  # fmt: skip
+    return runs
+
+
 def robustness_part(ctx: Context, deadline: float) -> dict[str, Any]:
     workdirs = ctx.results.get("accuracy", {}).get("workdirs", {})
     if not workdirs:
@@ -270,8 +320,11 @@ def robustness_part(ctx: Context, deadline: float) -> dict[str, Any]:
         plan.set_fields(e, ctx.scale.robustness, checkpoint="best")
         start = time.perf_counter()
         report = robustness.evaluate_checkpoint(workdir, e)
+        entry = {"wall_s": time.perf_counter() - start, **_robustness_summary(report)}
+        result["models"][model] = entry
+        ctx.progress(result)
+        entry["sdnet_protocol"] = _sdnet_protocol(workdir, ctx.scale, deadline, entry["wall_s"])
         last_wall = time.perf_counter() - start
-        result["models"][model] = {"wall_s": last_wall, **_robustness_summary(report)}
         ctx.progress(result)
     result["status"] = "done"
     return result

@@ -31,6 +31,9 @@ class Scale:
       max_epochs: the accuracy part's longest schedule.
       compile_allowance_s: time set aside per training run for compiling and evaluating.
       robustness: overrides of the robustness job's ``config.eval``.
+      sdnet_protocol: overrides of ``config.eval`` for SDNet's robust-inference protocol
+        (``protocol='sdnet'``), run with the batch norms' running statistics and again with the
+        stem's re-estimated on noisy validation images (the control of docs/sdnet_lambda_log.md).
       layer_batch: the layer part's batch.
     """
 
@@ -42,6 +45,7 @@ class Scale:
     max_epochs: int
     compile_allowance_s: float
     robustness: dict
+    sdnet_protocol: dict
     layer_batch: int
 
 
@@ -59,6 +63,11 @@ FULL = Scale(
         "pgd_steps": 5,
         "pgd_max_examples": 500,
         "lams": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0),
+    },
+    sdnet_protocol={
+        "max_examples": 2000,
+        "sdnet_lams": (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.4),
+        "bn_recalibration_examples": 500,
     },
     layer_batch=128,
 )
@@ -94,6 +103,14 @@ SMOKE = Scale(
         "corruptions": ("gaussian_noise", "impulse_noise"),
         "pgd_norms": ("linf",),
         "pgd_linf_epsilons": (0.0, 2 / 255),
+        "batch_size": 32,
+        "plots": False,
+    },
+    sdnet_protocol={
+        "max_examples": 64,
+        "sdnet_noises": ("gaussian", "impulse"),
+        "sdnet_lams": (0.1, 0.3),
+        "bn_recalibration_examples": 32,
         "batch_size": 32,
         "plots": False,
     },

@@ -68,6 +68,18 @@ def test_smoke_run_reports_every_part(smoke):
     assert set(sdnet["mean_accuracy_by_corruption"]) == {"gaussian_noise", "impulse_noise"}
     assert set(sdnet["mean_corrupted_accuracy_by_lam"]) == {"0.1", "0.3"}
     assert "mean_corrupted_accuracy_by_lam" not in robustness["models"]["resnet18"]
+    protocol = sdnet["sdnet_protocol"]
+    assert set(protocol) == {"running_statistics", "stem_bn_re_estimated"}
+    for run in protocol.values():
+        assert run["status"] == "done", run
+        assert set(run["trained_lam"]) == {"clean", "gaussian", "impulse"}
+        oracle = run["oracle_best_lam_on_test_labels"]
+        for noise, accuracy in run["trained_lam"].items():  # the oracle's grid holds λ 0.1
+            assert oracle[noise] >= accuracy - 1e-9
+    assert protocol["stem_bn_re_estimated"]["bn_recalibration"]["scope"] == "stem"
+    assert "line_mean_test_accuracy_over_cells" in protocol["running_statistics"]
+    resnet = robustness["models"]["resnet18"]["sdnet_protocol"]["running_statistics"]
+    assert "oracle_best_lam_on_test_labels" not in resnet and resnet["trained_lam"]["clean"] > 0
 
     ctrl = report["ctrl"]
     assert ctrl["status"] == "done", ctrl
@@ -81,7 +93,8 @@ def test_smoke_run_reports_every_part(smoke):
     assert report["layer"]["status"].startswith(("skipped", "done"))
     text = open(os.path.join(smoke, "report.md")).read()
     for title in ("Loop vs bare step: done", "accuracy: done", "Robustness: done",
-                  "CTRL reference recipe: done", "| resnet18 | 16 | device |"):  # fmt: skip
+                  "CTRL reference recipe: done", "| resnet18 | 16 | device |",
+                  "SDNet's protocol, stem_bn_re_estimated", "oracle (best λ per level"):  # fmt: skip
         assert title in text
 
 

@@ -50,7 +50,10 @@ def table(path: str) -> list[str]:
     r = _load(path)
     recal = r.get("bn_recalibration")
     name = f"{r['model']}@{r['dataset']} step {r['checkpoint_step']}, {r['num_test_examples']} test"
-    name += f", BN re-estimated on {recal['examples']} noisy validation images" if recal else ""
+    where = "the stem's BN" if recal and recal.get("scope") == "stem" else "every BN"
+    name += (
+        f", {where} re-estimated on {recal['examples']} noisy validation images" if recal else ""
+    )
     out = [f"**{name}** (`{path}`)", ""]
     grid = r["lams"]
     sdnet_grid = [lam for lam in grid if SDNET_GRID[0] - 1e-9 <= lam <= SDNET_GRID[1] + 1e-9]
@@ -105,7 +108,10 @@ def figure(sdnet_paths: list[str], resnet_paths: list[str], path: str) -> None:
     for ax_row, (sdnet, resnet) in zip(axes, rows, strict=True):
         grid = sdnet["lams"]
         recal = sdnet.get("bn_recalibration")
-        stats = f"BN re-estimated ({recal['examples']} images)" if recal else "BN running stats"
+        scope = "stem BN" if recal and recal.get("scope") == "stem" else "all BN"
+        stats = (
+            f"{scope} re-estimated ({recal['examples']} images)" if recal else "BN running stats"
+        )
         for ax, noise in zip(ax_row, noises, strict=True):
             levels = sdnet["noise_levels"][noise]
             colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(levels)))

@@ -87,20 +87,34 @@ def cosine_similarity_matrix(z: Any, labels: Any) -> tuple[np.ndarray, np.ndarra
     return np.abs(f @ f.T), order
 
 
+def pool_square(matrix: np.ndarray, size: int) -> np.ndarray:
+    """An ``m × m`` matrix averaged over ``size × size`` near-equal blocks of consecutive rows and
+    columns (``m > size``): each output entry is the mean of the entries of its block."""
+    m = matrix.shape[0]
+    starts = np.linspace(0, m, size + 1).round().astype(int)[:-1]
+    counts = np.diff(np.append(starts, m))
+    sums = np.add.reduceat(np.add.reduceat(matrix, starts, axis=0), starts, axis=1)
+    return sums / np.outer(counts, counts)
+
+
 def save_cosine_heatmap(
-    path: str | os.PathLike[str], z: Any, labels: Any, cell: int | None = None
+    path: str | os.PathLike[str], z: Any, labels: Any, cell: int | None = None, size: int = 512
 ) -> np.ndarray:
     """Saves the heat map of ``|cos(z_i, z_j)|`` with samples sorted by class (viridis, 0 → 1).
 
-    Each sample is a ``cell × cell`` block (default ``max(1, 512 // m)``), so the PNG is
-    ``(m·cell) × (m·cell)`` RGB. Good features show bright diagonal blocks (within class) on a dark
-    background (orthogonal classes). Returns the saved ``uint8`` array.
+    Up to ``size`` samples, each is a ``cell × cell`` block (default ``max(1, size // m)``), so the
+    PNG is ``(m·cell) × (m·cell)`` RGB; beyond, the matrix is averaged over ``size × size`` blocks of
+    consecutive (class-sorted) samples (:func:`pool_square`), so the PNG stays ``size × size``
+    whatever the number of evaluated samples. Good features show bright diagonal blocks (within
+    class) on a dark background (orthogonal classes). Returns the saved ``uint8`` array.
     """
     sim, _ = cosine_similarity_matrix(z, labels)
     m = sim.shape[0]
     if m < 1:
         raise ValueError("z is empty.")
-    cell = max(1, 512 // m) if cell is None else int(cell)
+    if m > size:
+        return viz.save_png(path, _colormap(pool_square(sim, size)), 1)
+    cell = max(1, size // m) if cell is None else int(cell)
     return viz.save_png(path, _colormap(sim), cell)
 
 

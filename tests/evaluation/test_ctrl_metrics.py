@@ -338,6 +338,22 @@ def test_cosine_heatmap_png(tmp_path):
     assert figures.save_cosine_heatmap(tmp_path / "d.png", z, labels).shape == (12 * 42, 12 * 42, 3)
 
 
+def test_cosine_heatmap_pools_beyond_size(tmp_path):
+    """More samples than ``size``: block means of the class-sorted matrix, ``size × size`` pixels."""
+    rng = np.random.default_rng(2)
+    z, labels = _union_of_subspaces(rng, num_classes=3, d=16, dim=2, per_class=7)
+    sim, _ = figures.cosine_similarity_matrix(z, labels)
+    pooled = figures.pool_square(sim, 4)  # 21 samples into blocks of 5, 5, 6, 5 (rounded edges)
+    edges = [0, 5, 10, 16, 21]
+    for i in range(4):
+        for j in range(4):
+            block = sim[edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+            np.testing.assert_allclose(pooled[i, j], block.mean(), rtol=1e-12)
+    saved = figures.save_cosine_heatmap(tmp_path / "p.png", z, labels, size=4)
+    assert saved.shape == (4, 4, 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p.png")), saved)
+
+
 def test_atoms_png(tmp_path):
     from sdnet_jax.models import get_ctrl_models
 
